@@ -1,0 +1,1 @@
+"""Synthetic phantoms and measurement simulation with physics independent of ``wsprior.physics``."""

@@ -1,0 +1,27 @@
+"""Reconstruction quality metrics used by the tests, the demo and the benchmarks."""
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+
+def psnr(truth: np.ndarray, estimate: np.ndarray) -> float:
+    """PSNR (dB) with the data range of the ground truth."""
+    truth, estimate = np.asarray(truth, float), np.asarray(estimate, float)
+    return float(peak_signal_noise_ratio(truth, estimate, data_range=np.ptp(truth)))
+
+
+def ssim(truth: np.ndarray, estimate: np.ndarray) -> float:
+    truth, estimate = np.asarray(truth, float), np.asarray(estimate, float)
+    return float(structural_similarity(truth, estimate, data_range=np.ptp(truth)))
+
+
+def rmse(truth: np.ndarray, estimate: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(truth, float) - np.asarray(estimate, float)) ** 2)))
+
+
+def phase_rmse(truth: np.ndarray, estimate: np.ndarray) -> float:
+    """RMSE (rad) after removing each image's mean: phase is defined up to a constant."""
+    truth, estimate = np.asarray(truth, float), np.asarray(estimate, float)
+    return rmse(truth - truth.mean(axis=(-2, -1), keepdims=True),
+                estimate - estimate.mean(axis=(-2, -1), keepdims=True))

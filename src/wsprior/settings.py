@@ -1,0 +1,117 @@
+"""Parameter models shared by the API, the CLI (``--config params.yaml``) and the napari widgets.
+
+Field names carry their units; ranges are the physically meaningful ones, so a wrong unit
+(a wavelength in nm, say) is caught with a message naming the parameter and the range.
+"""
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Auto = Literal["auto"]
+DEBLUR_METHODS = ("ws", "dps", "score_ald", "ddnm", "joint", "tikhonov", "wiener", "rl")
+TIE_METHODS = ("ws", "dps", "score_ald", "ddnm", "tikhonov")
+IDT_METHODS = ("ws", "dps", "score_ald", "ddnm", "tikhonov")
+WAVELENGTH_RANGE_UM = (0.2, 2.0)
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SolverSettings(_Settings):
+    """Keywords common to every reconstruction (DESIGN.md §4)."""
+    prior: str = "default"
+    steps: int | None = Field(None, ge=1, le=1000, description="sampler steps (network evaluations)")
+    guidance: Union[Auto, float] = Field("auto", description="data-consistency weight λ, or 'auto'")
+    n_samples: int = Field(1, ge=1, le=256)
+    return_std: bool = False
+    seed: int = 0
+    device: str = "auto"
+    tile_size: int | None = Field(None, ge=32, le=65536, description="tile edge in pixels")
+    regularization: Union[Auto, float] = Field("auto", description="classical solver weight")
+
+    @field_validator("guidance", "regularization")
+    @classmethod
+    def _positive_or_auto(cls, value):
+        if value != "auto" and not value > 0:
+            raise ValueError("must be 'auto' or a number > 0")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value):
+        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
+            raise ValueError("must be 'auto', 'cpu' or 'cuda[:N]'")
+        return value
+
+
+class DeblurDehazeSettings(SolverSettings):
+    method: Literal[DEBLUR_METHODS] = "ws"
+    na: float | None = Field(None, gt=0, le=1.7, description="objective NA")
+    wavelength_um: float | None = Field(None, ge=WAVELENGTH_RANGE_UM[0], le=WAVELENGTH_RANGE_UM[1],
+                                        description="emission wavelength (µm)")
+    pixel_size_um: float | None = Field(None, gt=0, le=100, description="sample-plane pixel (µm)")
+    haze_sigma_um: float = Field(3.0, gt=0, le=1000, description="haze correlation width (µm)")
+    haze_std: Union[Auto, float] = Field("auto", description="haze standard deviation (image units)")
+    background: Union[Auto, float] = Field("auto", description="constant offset (image units)")
+    iterations: int = Field(20, ge=1, le=10000, description="Richardson–Lucy iterations")
+
+
+class TieSettings(SolverSettings):
+    method: Literal[TIE_METHODS] = "ws"
+    z_um: list[float] = Field(..., min_length=2, description="defocus of each plane (µm)")
+    wavelength_um: float = Field(..., ge=WAVELENGTH_RANGE_UM[0], le=WAVELENGTH_RANGE_UM[1])
+    pixel_size_um: float = Field(..., gt=0, le=100)
+    n_medium: float = Field(1.0, ge=1.0, le=2.0)
+
+    @field_validator("z_um")
+    @classmethod
+    def _distinct_planes(cls, value):
+        if len(set(value)) < 2:
+            raise ValueError("needs at least 2 distinct defocus values")
+        return value
+
+
+class IdtSettings(SolverSettings):
+    method: Literal[IDT_METHODS] = "ws"
+    illumination_na: list[tuple[float, float]] = Field(..., min_length=1,
+                                                       description="(NA_x, NA_y) per image")
+    wavelength_um: float = Field(..., ge=WAVELENGTH_RANGE_UM[0], le=WAVELENGTH_RANGE_UM[1])
+    na: float = Field(..., gt=0, description="objective NA (< n_medium)")
+    pixel_size_um: float = Field(..., gt=0, le=100)
+    n_medium: float = Field(..., ge=1.0, le=2.0)
+    z_um: list[float] = Field(..., min_length=1, description="slice depths, 0 = focal plane (µm)")
+    slice_thickness_um: float | list[float] | None = None
+    components: Literal["ri", "permittivity"] = "ri"
+
+    @model_validator(mode="after")
+    def _apertures_below_medium_index(self):
+        if self.na >= self.n_medium:
+            raise ValueError(f"na must lie in (0, n_medium={self.n_medium:g}); got {self.na:g}")
+        worst = max((nx ** 2 + ny ** 2) ** 0.5 for nx, ny in self.illumination_na)
+        if worst >= self.n_medium:
+            raise ValueError(f"illumination_na magnitudes must be < n_medium={self.n_medium:g}; "
+                             f"got {worst:g}")
+        if len(self.z_um) == 1 and self.slice_thickness_um is None:
+            raise ValueError("slice_thickness_um is required when z_um has a single slice")
+        return self
+
+
+def validated(model: type[_Settings], **values) -> _Settings:
+    """Build ``model`` or raise a ``ValueError`` naming each bad parameter and its range."""
+    try:
+        return model(**values)
+    except ValidationError as error:
+        raise ValueError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"] if not isinstance(part, int)) or "parameters"
+        message = item["msg"].removeprefix("Value error, ")
+        got = f" (got {item['input']!r})" if item["type"] != "missing" and item["loc"] else ""
+        lines.append(f"{name}: {message}{got}")
+    return "; ".join(lines)

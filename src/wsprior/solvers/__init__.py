@@ -1,0 +1,1 @@
+"""Reconstruction algorithms: classical closed-form / iterative solvers, diffusion samplers."""

@@ -1,0 +1,1 @@
+"""Classical solvers microscopists already trust: one module per task."""

@@ -1,0 +1,97 @@
+"""Public API: array types in/out, laziness, progress/cancel and clear errors on bad input."""
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+
+import wsprior
+
+OPTICS = dict(na=0.8, wavelength_um=0.52, pixel_size_um=0.1)
+TIE = dict(z_um=[-2.0, 0.0, 2.0], wavelength_um=0.53, pixel_size_um=0.2, n_medium=1.33)
+IDT = dict(illumination_na=[[0.3, 0.0], [0.0, 0.3], [-0.3, 0.0], [0.0, -0.3]], wavelength_um=0.53,
+           na=0.4, pixel_size_um=0.25, n_medium=1.33, z_um=[0.0], slice_thickness_um=1.0)
+
+
+@pytest.fixture
+def images(rng):
+    return (0.2 + rng.random((2, 64, 64))).astype(np.float32)
+
+
+def test_numpy_torch_and_dask_inputs_give_their_own_type(images):
+    out = wsprior.deblur_dehaze(images, method="wiener", **OPTICS)
+    assert isinstance(out, np.ndarray) and out.shape == images.shape and out.dtype == np.float32
+    as_torch = wsprior.deblur_dehaze(torch.from_numpy(images), method="wiener", **OPTICS)
+    assert isinstance(as_torch, torch.Tensor)
+    np.testing.assert_allclose(as_torch.numpy(), out, atol=1e-6)
+    lazy = wsprior.deblur_dehaze(da.from_array(images, chunks=(1, 32, 32)), method="wiener", **OPTICS)
+    assert isinstance(lazy, da.Array) and lazy.shape == images.shape
+    np.testing.assert_allclose(lazy.compute(), out, atol=1e-6)
+
+
+def test_dask_input_is_not_computed_until_asked():
+    def explode():
+        raise AssertionError("computed too early")
+
+    lazy_input = da.from_delayed(dask.delayed(explode)(), shape=(2, 3, 32, 32), dtype=np.float32)
+    phase = wsprior.tie_phase(lazy_input, method="tikhonov", **TIE)
+    assert isinstance(phase, da.Array) and phase.shape == (2, 32, 32)
+    with pytest.raises(AssertionError, match="too early"):
+        phase.compute()
+
+
+def test_leading_axes_are_batched_and_progress_reaches_total(images):
+    stack = np.stack([images, images])  # (2, 2, Y, X): time × position
+    calls = []
+    out = wsprior.deblur_dehaze(stack, method="rl", iterations=3, progress=lambda d, t: calls.append((d, t)),
+                                **OPTICS)
+    assert out.shape == stack.shape
+    assert calls[-1][0] == calls[-1][1] and calls[-1][1] >= 4
+
+
+def test_progress_callback_can_cancel(images):
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        wsprior.deblur_dehaze(images, method="rl", progress=cancel, **OPTICS)
+
+
+BAD_CALLS = [
+    ("image", lambda: wsprior.deblur_dehaze(np.ones(16), method="wiener", **OPTICS)),
+    ("image", lambda: wsprior.deblur_dehaze(np.ones((0, 16)), method="wiener", **OPTICS)),
+    ("NaN", lambda: wsprior.deblur_dehaze(np.full((16, 16), np.nan), method="wiener", **OPTICS)),
+    ("wavelength_um", lambda: wsprior.deblur_dehaze(np.ones((16, 16)), method="wiener",
+                                                    **{**OPTICS, "wavelength_um": -0.5})),
+    ("pixel_size_um", lambda: wsprior.deblur_dehaze(np.ones((16, 16)), method="wiener",
+                                                    **{**OPTICS, "pixel_size_um": 0})),
+    ("na", lambda: wsprior.deblur_dehaze(np.ones((16, 16)), method="wiener", psf=None,
+                                         wavelength_um=0.5, pixel_size_um=0.1)),
+    ("method", lambda: wsprior.deblur_dehaze(np.ones((16, 16)), method="magic", **OPTICS)),
+    ("z_um", lambda: wsprior.tie_phase(np.ones((2, 16, 16)), method="tikhonov", **TIE)),
+    ("stack", lambda: wsprior.tie_phase(np.ones((16, 16)), method="tikhonov", **TIE)),
+    ("n_medium", lambda: wsprior.tie_phase(np.ones((3, 16, 16)), method="tikhonov",
+                                           **{**TIE, "n_medium": 0.5})),
+    ("Inf", lambda: wsprior.tie_phase(np.full((3, 16, 16), np.inf), method="tikhonov", **TIE)),
+    ("na", lambda: wsprior.idt(np.ones((4, 16, 16)), method="tikhonov", **{**IDT, "na": 1.4})),
+    ("illumination_na", lambda: wsprior.idt(np.ones((3, 16, 16)), method="tikhonov", **IDT)),
+    ("illumination_na", lambda: wsprior.idt(np.ones((4, 16, 16)), method="tikhonov",
+                                            **{**IDT, "illumination_na": [[1.5, 0]] * 4})),
+    ("slice_thickness_um", lambda: wsprior.idt(np.ones((4, 16, 16)), method="tikhonov",
+                                               **{**IDT, "slice_thickness_um": None})),
+    ("images", lambda: wsprior.idt(np.ones((0, 16, 16)), method="tikhonov", **IDT)),
+]
+
+
+@pytest.mark.parametrize("parameter, call", BAD_CALLS, ids=[f"{p}-{i}" for i, (p, _) in enumerate(BAD_CALLS)])
+def test_bad_input_raises_value_error_naming_the_parameter(parameter, call):
+    with pytest.raises(ValueError, match=parameter):
+        call()
+
+
+def test_diffusion_methods_report_that_they_are_not_available_yet(images):
+    with pytest.raises(ValueError, match="method='ws'.*available methods: wiener"):
+        wsprior.deblur_dehaze(images, **OPTICS)
