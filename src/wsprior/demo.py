@@ -52,8 +52,8 @@ def _score(task: str, truth: np.ndarray, estimate: np.ndarray) -> dict:
     if task == "deblur_dehaze":
         return {"PSNR_dB": metrics.psnr(truth, estimate), "SSIM": metrics.ssim(truth, estimate)}
     if task == "tie":
-        return {"phase_RMSE_rad": metrics.phase_rmse(truth, estimate)}
-    return {"dn_RMSE": metrics.rmse(truth, estimate)}
+        return {"phase_RMSE_rad": metrics.zero_mean_rmse(truth, estimate)}
+    return {"dn_RMSE": metrics.zero_mean_rmse(truth, estimate)}
 
 
 def _baseline(task: str, measurement: np.ndarray, truth: np.ndarray) -> tuple[str, np.ndarray]:
@@ -64,12 +64,21 @@ def _baseline(task: str, measurement: np.ndarray, truth: np.ndarray) -> tuple[st
     return "zero estimate", np.zeros_like(truth)
 
 
-def _display(task: str, image: np.ndarray) -> np.ndarray:
-    """One 2D view: the in-focus plane / the central slice / the first LED image."""
+def _display(image: np.ndarray, plane: int) -> np.ndarray:
+    """One 2D view of a stack: ``plane`` of the first leading axis (repeated until 2D)."""
     image = np.asarray(image, dtype=float)
     while image.ndim > 2:
-        image = image[image.shape[0] // 2] if task != "idt" or image.ndim == 3 else image[0]
+        image = image[plane]
     return image
+
+
+# Which plane to show: the most defocused TIE plane (the in-focus one of a phase object is
+# flat), the first LED image, the central IDT slice.
+_INPUT_PLANE = {"deblur_dehaze": 0, "tie": -1, "idt": 0}
+
+
+def _central(image: np.ndarray) -> np.ndarray:
+    return _display(image, image.shape[0] // 2 if np.ndim(image) > 2 else 0)
 
 
 def _figure(panels, path: Path) -> None:
@@ -77,10 +86,10 @@ def _figure(panels, path: Path) -> None:
     fig, axes = plt.subplots(len(panels), columns, figsize=(3.2 * columns, 3.4 * len(panels)),
                              squeeze=False)
     for row, (task, measurement, results, truth) in enumerate(panels):
-        truth_view = _display(task, truth)
+        truth_view = _central(truth)
         limits = dict(vmin=np.percentile(truth_view, 0.5), vmax=np.percentile(truth_view, 99.5))
-        images = [("input", _display(task, measurement), {})]
-        images += [(label, _display(task, r), limits) for label, r in results.items()]
+        images = [("input", _display(measurement, _INPUT_PLANE[task]), {})]
+        images += [(label, _central(r), limits) for label, r in results.items()]
         images += [("ground truth", truth_view, limits)]
         for col in range(columns):
             axes[row, col].axis("off")

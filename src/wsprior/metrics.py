@@ -20,8 +20,10 @@ def rmse(truth: np.ndarray, estimate: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(truth, float) - np.asarray(estimate, float)) ** 2)))
 
 
-def phase_rmse(truth: np.ndarray, estimate: np.ndarray) -> float:
-    """RMSE (rad) after removing each image's mean: phase is defined up to a constant."""
+def zero_mean_rmse(truth: np.ndarray, estimate: np.ndarray) -> float:
+    """RMSE after removing each image's (each slice's) mean. For quantities whose constant is not
+    observable: the TIE phase (defined up to a constant) and IDT's Δn (the brightfield transfer
+    functions vanish at u = 0)."""
     truth, estimate = np.asarray(truth, float), np.asarray(estimate, float)
     return rmse(truth - truth.mean(axis=(-2, -1), keepdims=True),
                 estimate - estimate.mean(axis=(-2, -1), keepdims=True))

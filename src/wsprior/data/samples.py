@@ -24,6 +24,7 @@ TIE_NOISE = 0.01
 IDT = dict(wavelength_um=0.53, na=0.4, pixel_size_um=0.25, n_medium=1.33,
            z_um=[-2.0, 0.0, 2.0], slice_thickness_um=2.0)
 IDT_LEDS, IDT_PHOTONS = 16, 2000
+IDT_MAX_DELTA_N = 0.01  # weakly scattering cells: the first-Born regime the model assumes
 SAMPLE_NAMES = ("deblur_dehaze", "tie", "idt")
 
 
@@ -62,9 +63,10 @@ def make_tie(folder: Path, seed: int = 12) -> None:
 def make_idt(folder: Path, seed: int = 13) -> None:
     rng = np.random.default_rng(seed)
     shape = (256, 256)
-    leds = snap_illumination_na(led_ring(IDT_LEDS, IDT["na"] * 0.95), shape, IDT["pixel_size_um"],
-                                IDT["wavelength_um"])
-    delta_n, kappa = volume_phantom(len(IDT["z_um"]), shape, IDT["pixel_size_um"], rng)
+    leds = snap_illumination_na(led_ring(IDT_LEDS, IDT["na"]), shape, IDT["pixel_size_um"],
+                                IDT["wavelength_um"], max_na=IDT["na"])
+    delta_n, kappa = volume_phantom(len(IDT["z_um"]), shape, IDT["pixel_size_um"], rng,
+                                    max_delta_n=IDT_MAX_DELTA_N)
     eps = permittivity_from_ri(delta_n, kappa, IDT["n_medium"])
     images = simulate_idt_images(eps, illumination_na=leds, photons=IDT_PHOTONS, rng=rng, **IDT)
     counts = np.clip(np.round(images * IDT_PHOTONS), 0, 65535).astype(np.uint16)

@@ -19,13 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import scipy.fft
 import torch
-import torch.nn.functional as F
 
 from ...noise import StructuredNoise
 from ...physics.blur_haze import Blur
 from ...physics.optics import embed_centered
+from ..padding import mirror_pad
 from ..regularization import discrepancy_weight, estimate_noise_sigma
 
 DEFAULT_HAZE_SIGMA_UM = 3.0
@@ -88,7 +87,8 @@ def whitened_deconvolution(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um:
                            haze_std: float | str = "auto",
                            regularization: float | str = "auto") -> WhitenedDeconvolution:
     """``X = H* Y / (|H|² + r N)`` for one image (Y, X); see the module docstring."""
-    padded, crop = mirror_pad(y, tuple(psf.shape))
+    widths = tuple(max(k, n // 8) for k, n in zip(psf.shape, y.shape[-2:]))
+    padded, crop = mirror_pad(y, widths)
     shape = tuple(padded.shape)
     otf = torch.fft.fft2(embed_centered(psf.to(y), shape))
     haze_psd = _haze_spectrum(padded, haze_sigma_um / pixel_size_um, haze_std)
@@ -142,16 +142,3 @@ def _offset(dehazed: torch.Tensor, background) -> float:
         step = max(1, dehazed.numel() // 100_000)
         return float(torch.quantile(dehazed.flatten()[::step], _BACKGROUND_PERCENTILE / 100))
     return float(background)
-
-
-def mirror_pad(y: torch.Tensor, kernel_shape: tuple[int, int]) -> tuple[torch.Tensor, tuple[slice, slice]]:
-    """Mirror-extend (Y, X) by the kernel size, at least 1/8 of the image, to a fast FFT size;
-    returns the padded image and the slices that crop back. Mirroring removes the jump at the
-    borders that a periodic FFT would otherwise turn into ringing."""
-    ny, nx = y.shape[-2:]
-    shape = [scipy.fft.next_fast_len(n + 2 * max(k, n // 8)) for n, k in zip((ny, nx), kernel_shape)]
-    top, left = (shape[0] - ny) // 2, (shape[1] - nx) // 2
-    pads = (left, shape[1] - nx - left, top, shape[0] - ny - top)
-    mode = "reflect" if max(pads[:2]) < nx and max(pads[2:]) < ny else "replicate"
-    padded = F.pad(y[None, None], pads, mode=mode)[0, 0]
-    return padded, (slice(top, top + ny), slice(left, left + nx))

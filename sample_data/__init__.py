@@ -1,0 +1,1 @@
+"""Bundled sample datasets (see ``wsprior.data.samples``); shipped as ``wsprior.sample_data``."""
