@@ -2,7 +2,8 @@
 
 Each validates its parameters (``wsprior.settings``) and the data before any compute, then runs
 the chosen solver over the leading (batch) axes. numpy in → numpy out, torch → torch, dask →
-lazy dask (one block per group of whole images).
+lazy dask (one block per group of whole images; with ``tile_size``, or planes too large for
+memory, tiles with a halo: ``wsprior.tiling``).
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import torch
 from . import _validation as check
 from ._arrays import is_dask, resolve_device, to_tensor
 from .settings import DeblurDehazeSettings, IdtSettings, TieSettings, validated
+from .solvers.classical.tiled import classical_tiles
 
 Progress = Callable[[int, int], None] | None
-_CLASSICAL = {"deblur_dehaze": ("wiener", "tikhonov", "rl"), "tie": ("tikhonov",),
+_AVAILABLE = {"deblur_dehaze": ("wiener", "tikhonov", "rl"), "tie": ("tikhonov",),
               "idt": ("tikhonov",)}
 
 
@@ -51,7 +53,8 @@ def deblur_dehaze(image, *, psf=None, na=None, wavelength_um=None, pixel_size_um
                                            regularization=settings.regularization, **common)
 
     return _run(image, solve, core_in=2, core_out=lambda s: s, settings=settings,
-                progress=progress, name="image")
+                progress=progress, name="image",
+                tiles=classical_tiles("deblur_dehaze", settings, kernel))
 
 
 def tie_phase(stack, *, z_um, wavelength_um, pixel_size_um, n_medium=1.0, method="ws",
@@ -75,7 +78,7 @@ def tie_phase(stack, *, z_um, wavelength_um, pixel_size_um, n_medium=1.0, method
                             regularization=settings.regularization)
 
     return _run(stack, solve, core_in=3, core_out=lambda s: s[1:], settings=settings,
-                progress=progress, name="stack")
+                progress=progress, name="stack", tiles=classical_tiles("tie", settings))
 
 
 def idt(images, *, illumination_na, wavelength_um, na, pixel_size_um, n_medium, z_um,
@@ -113,13 +116,19 @@ def idt(images, *, illumination_na, wavelength_um, na, pixel_size_um, n_medium, 
     n_slices = len(settings.z_um)
     out_dtype = np.float32 if settings.components == "ri" else np.complex64
     return _run(images, solve, core_in=3, core_out=lambda s: (n_slices,) + s[1:],
-                settings=settings, progress=progress, name="images", out_dtype=out_dtype)
+                settings=settings, progress=progress, name="images", out_dtype=out_dtype,
+                tiles=classical_tiles("idt", settings))
 
 
 def _run(array, solve, *, core_in: int, core_out, settings, progress: Progress, name: str,
-         out_dtype=np.float32):
+         out_dtype=np.float32, tiles=None):
     """Apply ``solve`` (torch batch (N, *core) → (N, *core_out)) image by image over the leading
-    axes, reporting ``progress(done, total)``; dispatch on the array type."""
+    axes, reporting ``progress(done, total)``; dispatch on the array type. With ``tile_size``, or
+    planes too large for memory, the tile operator ``tiles`` runs instead (``wsprior.tiling``)."""
+    from . import tiling
+
+    if tiling.wanted(array, tiles, core_in=core_in, settings=settings):
+        return tiling.apply(array, tiles, core_in=core_in, settings=settings, progress=progress)
     device = resolve_device(settings.device)
     if is_dask(array):
         return _run_dask(array, solve, core_in, core_out, device, name, out_dtype)
@@ -186,10 +195,17 @@ def _require_psf_source(psf, settings: DeblurDehazeSettings) -> None:
                          f"missing: {', '.join(missing)}")
 
 
+def available_methods(task: str) -> tuple[str, ...]:
+    """Methods this version can run for ``task`` ("deblur_dehaze", "tie" or "idt")."""
+    if task not in _AVAILABLE:
+        raise ValueError(f"task must be one of {', '.join(_AVAILABLE)}; got {task!r}")
+    return _AVAILABLE[task]
+
+
 def _require_available(task: str, method: str) -> None:
-    if method not in _CLASSICAL[task]:
-        raise ValueError(f"method={method!r} needs the diffusion prior, which this version does not "
-                         f"ship yet; available methods: {', '.join(_CLASSICAL[task])}")
+    if method not in _AVAILABLE[task]:
+        raise ValueError(f"method={method!r} needs the diffusion prior sampler, which this version "
+                         f"does not ship yet; available methods: {', '.join(_AVAILABLE[task])}")
 
 
 def _as_list(values):

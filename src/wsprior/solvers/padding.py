@@ -13,10 +13,15 @@ def mirror_pad(x: torch.Tensor, widths: tuple[int, int], *,
     (grown to a fast FFT size when ``fast_fft``); returns the padded array and the slices of
     the last two axes that crop back to the original field. Widths as large as the image fall
     back to edge replication (a mirror needs the image to be wider than the pad)."""
-    ny, nx = x.shape[-2:]
-    shape = [n + 2 * w for n, w in zip((ny, nx), widths)]
+    shape = [n + 2 * w for n, w in zip(x.shape[-2:], widths)]
     if fast_fft:
         shape = [scipy.fft.next_fast_len(n) for n in shape]
+    return mirror_pad_to(x, tuple(shape))
+
+
+def mirror_pad_to(x: torch.Tensor, shape: tuple[int, int]) -> tuple[torch.Tensor, tuple[slice, slice]]:
+    """Mirror-extend ``x`` (..., Y, X) to exactly ``shape``, centred as ``mirror_pad`` does."""
+    ny, nx = x.shape[-2:]
     top, left = (shape[0] - ny) // 2, (shape[1] - nx) // 2
     pads = (left, shape[1] - nx - left, top, shape[0] - ny - top)
     crop = (slice(top, top + ny), slice(left, left + nx))

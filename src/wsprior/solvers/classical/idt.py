@@ -48,7 +48,7 @@ _RANK_TOLERANCE = 1e3     # eigenvalues below this many machine epsilons × scal
 def idt_tikhonov(images, *, illumination_na, wavelength_um: float, na: float,
                  pixel_size_um: float, n_medium: float, z_um, slice_thickness_um=None,
                  regularization: float | str = "auto", pad_px: int | None = None,
-                 return_regularization: bool = False):
+                 return_regularization: bool = False, background=None):
     """Tikhonov IDT: raw brightfield images ``(..., L, Y, X)`` → complex ``Δε`` ``(..., M, Y, X)``.
 
     Images are normalised (``g = I/B − 1``, ``normalize_images``), mirror-padded by ``pad_px``
@@ -64,11 +64,13 @@ def idt_tikhonov(images, *, illumination_na, wavelength_um: float, na: float,
     The DC of ``Δε_Re`` is not observable (``H_Re(0) = 0``) and comes out 0; the DC of
     ``Δε_Im`` is removed by the normalisation. numpy in → numpy out; torch stays on its device.
     ``return_regularization`` also returns the relative ``r`` used (a list for batches).
+    ``background`` ``(..., L)``: the brightfield levels ``B`` of the normalisation (default: the
+    mean of each image); a tile of larger images passes the whole images' means.
     """
     is_numpy = not isinstance(images, torch.Tensor)
     image_array("images", images, 3, "(..., L, Y, X)")
     raw = torch.as_tensor(np.asarray(images) if is_numpy else images)
-    g = normalize_images(raw if raw.is_floating_point() else raw.float())
+    g = _normalized(raw if raw.is_floating_point() else raw.float(), background)
     z = np.asarray(z_um, dtype=np.float64).reshape(-1)
     dz = _default_thickness(z, slice_thickness_um)
     batch, (n_leds, ny, nx) = g.shape[:-3], g.shape[-3:]
@@ -96,6 +98,30 @@ def idt_tikhonov(images, *, illumination_na, wavelength_um: float, na: float,
     return out
 
 
+def idt_tikhonov_transfer(shape: tuple[int, int], *, illumination_na, wavelength_um: float,
+                          na: float, pixel_size_um: float, n_medium: float, z_um,
+                          slice_thickness_um=None, regularization: float) -> torch.Tensor:
+    """The Tikhonov filter ``(N + μ)^{-1} H^H`` ``(2M, L, Y, X)`` (data ``ĝ_j`` → ``Δε̂``) on the
+    FFT grid of ``shape`` for the relative weight ``regularization``: its kernel's reach is the
+    halo an IDT tile needs (``wsprior.halo``)."""
+    z = np.asarray(z_um, dtype=np.float64).reshape(-1)
+    thickness = _default_thickness(z, slice_thickness_um)
+    h_re, h_im = idt_transfer_functions(shape, pixel_size_um, wavelength_um, na, n_medium,
+                                        illumination_na, z, thickness)
+    return _FrequencySolver(torch.cat((h_re, h_im), dim=1)).filter(float(regularization))
+
+
+def _normalized(raw: torch.Tensor, background) -> torch.Tensor:
+    """``g = I/B − 1`` with the given levels ``B`` (..., L) or each image's mean."""
+    if background is None:
+        return normalize_images(raw)
+    levels = torch.as_tensor(np.asarray(background, dtype=np.float64), dtype=raw.dtype,
+                             device=raw.device)
+    if bool((levels <= 0).any()):
+        raise ValueError("every IDT background level must be > 0 (brightfield)")
+    return raw / levels.reshape(*levels.shape, 1, 1) - 1
+
+
 class _FrequencySolver:
     """Eigendecomposed per-frequency normal equations of ``H`` ``(L, K, Yp, Xp)``, ``K = 2M``."""
 
@@ -120,6 +146,12 @@ class _FrequencySolver:
         lam = self.eigval[self.in_range]
         gain = mu ** 2 / (lam * (lam + mu) ** 2)
         return float((c[self.in_range].abs().square() * gain).sum(dtype=torch.float64))
+
+    def filter(self, weight: float) -> torch.Tensor:
+        """``V (Λ + μ)^{-1} V^H H^H`` as ``(K, L, Yp, Xp)``: the linear map ``ĝ → x̂``."""
+        rhs = self.eigvec.conj().transpose(-2, -1) @ self.transfer.conj().permute(2, 3, 1, 0)
+        mapping = self.eigvec @ (rhs / (self.eigval + weight * self.scale)[..., None])
+        return mapping.permute(2, 3, 0, 1)
 
     def solve(self, c: torch.Tensor, weight: float) -> torch.Tensor:
         """Real ``x`` ``(K, Yp, Xp)`` from ``x̂ = V (Λ + μ)^{-1} c``."""

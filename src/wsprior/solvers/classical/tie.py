@@ -36,17 +36,25 @@ _RULES = ("auto", "discrepancy")
 
 
 def tie_tikhonov(stack, z_um: Sequence[float], *, wavelength_um: float, pixel_size_um: float,
-                 n_medium: float = 1.0, regularization="auto") -> torch.Tensor:
+                 n_medium: float = 1.0, regularization="auto", mean_intensity=None,
+                 remove_mean: bool = True) -> torch.Tensor:
     """Phase (..., Y, X) [rad, float32, mean 0 per image] from a defocus stack (..., Z, Y, X).
 
     ``stack``: intensities at depths ``z_um`` (µm, ``Z ≥ 2``, any order and spacing), torch
     (device kept) or numpy. ``regularization``: a number ``r ≥ 0`` (µm⁻⁴, the units of ``L²``),
     ``"auto"`` (spectral signal-to-noise crossover) or ``"discrepancy"`` (Morozov); see
-    ``tie_regularization``.
+    ``tie_regularization``. A tile of a larger stack passes the whole stack's ``mean_intensity``
+    ``I0`` (default: this stack's mean) and ``remove_mean=False``: the untiled phase has zero mean
+    already (the even mirror extension makes its mean the extended grid's DC, which the filter
+    sets to 0), so the per-image subtraction only removes round-off there, but a tile's own mean
+    is not zero.
     """
     stack = _stack_tensor(stack)
     k = wavenumber(wavelength_um, n_medium)
     didz, i0 = intensity_derivative(stack, z_um)
+    if mean_intensity is not None:
+        given = torch.as_tensor(mean_intensity, dtype=didz.dtype, device=didz.device)
+        i0 = given.expand_as(i0) if given.ndim == 0 else given.reshape(i0.shape)
     spectrum, symbol = _extended_spectrum(didz, pixel_size_um)
     if isinstance(regularization, str):
         r = _automatic_r(regularization, stack, z_um, spectrum, symbol, pixel_size_um)
@@ -54,7 +62,15 @@ def tie_tikhonov(stack, z_um: Sequence[float], *, wavelength_um: float, pixel_si
         r = _fixed_r(regularization, stack)
     phase_hat = (k / i0) * spectrum * _tikhonov_filter(symbol, r[..., None, None])
     phase = torch.fft.ifft2(phase_hat).real[..., : didz.shape[-2], : didz.shape[-1]]
-    return phase - phase.mean(dim=(-2, -1), keepdim=True)
+    return phase - phase.mean(dim=(-2, -1), keepdim=True) if remove_mean else phase
+
+
+def tikhonov_transfer(shape: tuple[int, int], pixel_size_um: float, regularization: float,
+                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The Tikhonov inverse-Laplacian filter ``L/(L² + r)`` on the FFT grid of ``shape`` (up to
+    the constant ``k/I0``): its kernel's reach is the halo a TIE tile needs (``wsprior.halo``)."""
+    return _tikhonov_filter(laplacian_symbol(shape, pixel_size_um, dtype=dtype),
+                            torch.tensor(float(regularization), dtype=dtype))
 
 
 def tie_regularization(stack, z_um: Sequence[float], *, pixel_size_um: float,

@@ -1,0 +1,304 @@
+"""Tiled execution (wsprior.tiling): tiled = untiled, seamless blending, laziness, resumable zarr
+output, out-of-memory retry, progress/cancellation and dask.distributed."""
+from dataclasses import replace
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+import zarr
+
+import wsprior
+from wsprior import batching, cli, halo, storage, tiling
+from wsprior.data.blur_haze import WidefieldAcquisition, simulate_deblur_dehaze_pair
+from wsprior.data.idt import (led_ring, permittivity_from_ri, simulate_idt_images,
+                              snap_illumination_na, volume_phantom)
+from wsprior.data.tie import phase_phantom, simulate_defocus_stack
+from wsprior.solvers.classical import tiled as classical_tiled
+
+SIZE, TILE = 512, 128
+TIE = dict(z_um=[-1.0, 0.0, 1.0], wavelength_um=0.53, pixel_size_um=0.2, n_medium=1.33)
+IDT = dict(wavelength_um=0.53, na=0.4, pixel_size_um=0.25, n_medium=1.33, z_um=[-1.0, 1.0],
+           slice_thickness_um=2.0)
+
+
+def widefield(haze_sigma_um: float, seed: int = 3, size: int = SIZE):
+    acq = replace(WidefieldAcquisition(), haze_sigma_um=haze_sigma_um)
+    image, _ = simulate_deblur_dehaze_pair((size, size), acq, seed)
+    return image, dict(na=acq.na, wavelength_um=acq.wavelength_um, pixel_size_um=acq.pixel_size_um,
+                       haze_sigma_um=haze_sigma_um)
+
+
+@pytest.fixture(scope="module")
+def tie_stack():
+    rng = np.random.default_rng(4)
+    phase = phase_phantom((SIZE, SIZE), TIE["pixel_size_um"], rng, max_phase_rad=2.0)
+    optics = {k: v for k, v in TIE.items() if k != "z_um"}
+    return simulate_defocus_stack(phase, TIE["z_um"], noise_std=0.03, rng=rng, **optics)
+
+
+@pytest.fixture(scope="module")
+def idt_images():
+    rng = np.random.default_rng(5)
+    leds = snap_illumination_na(led_ring(8, IDT["na"]), (SIZE, SIZE), IDT["pixel_size_um"],
+                                IDT["wavelength_um"], max_na=IDT["na"])
+    dn, kappa = volume_phantom(2, (SIZE, SIZE), IDT["pixel_size_um"], rng, max_delta_n=0.01)
+    eps = permittivity_from_ri(dn, kappa, IDT["n_medium"])
+    images = simulate_idt_images(eps, illumination_na=leds, photons=2000, rng=rng, **IDT)
+    return images, dict(IDT, illumination_na=leds)
+
+
+def relative_error(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b))
+
+
+@pytest.fixture
+def window_sizes(monkeypatch):
+    """Record the window shapes every tile operator is called with."""
+    sizes = []
+    for name in ("DeblurTiles", "TieTiles", "IdtTiles"):
+        cls = getattr(classical_tiled, name)
+
+        def spy(self, windows, params, where, _call=cls.__call__):
+            sizes.append(tuple(windows.shape[-2:]))
+            return _call(self, windows, params, where)
+        monkeypatch.setattr(cls, "__call__", spy)
+    return sizes
+
+
+# The haze width sets the deconvolution kernel's reach: at 3 µm (30 px) it exceeds a 512² plane
+# (whole planes are solved), at 0.5 µm the 128² tiles are solved on windows smaller than the plane.
+@pytest.mark.parametrize("method, haze_sigma_um, splits", [
+    ("wiener", 3.0, False), ("rl", 3.0, False), ("wiener", 0.5, True), ("rl", 0.5, True)])
+def test_tiled_deblur_equals_untiled(method, haze_sigma_um, splits, window_sizes):
+    image, params = widefield(haze_sigma_um)
+    untiled = wsprior.deblur_dehaze(image, method=method, iterations=10, **params)
+    tiled = wsprior.deblur_dehaze(image, method=method, iterations=10, tile_size=TILE, **params)
+    assert relative_error(tiled, untiled) < 1e-4
+    assert (max(window_sizes) < (SIZE, SIZE)) == splits
+
+
+@pytest.mark.parametrize("regularization, splits", [("auto", False), (1.0, True)])
+def test_tiled_tie_equals_untiled(tie_stack, regularization, splits, window_sizes):
+    untiled = wsprior.tie_phase(tie_stack, method="tikhonov", regularization=regularization, **TIE)
+    tiled = wsprior.tie_phase(tie_stack, method="tikhonov", regularization=regularization,
+                              tile_size=TILE, **TIE)
+    assert relative_error(tiled, untiled) < 1e-4
+    assert (max(window_sizes) < (SIZE, SIZE)) == splits
+
+
+def test_tiled_idt_equals_untiled(idt_images):
+    images, params = idt_images
+    untiled = wsprior.idt(images, method="tikhonov", **params)
+    tiled = wsprior.idt(images, method="tikhonov", tile_size=TILE, **params)
+    assert tiled.shape == untiled.shape == (2, SIZE, SIZE)
+    assert relative_error(tiled, untiled) < 1e-4
+
+
+def test_non_local_kernels_are_detected():
+    """TIE's inverse Laplacian at a weak weight fills any grid; a Gaussian blur does not."""
+    assert classical_tiled._tie_halo(0.2, 1e-6, 512) == (None, None)
+
+    def gaussian(shape):
+        u = torch.fft.fftfreq(shape[0], dtype=torch.float64)
+        return torch.exp(-2 * np.pi ** 2 * 4.0 ** 2 * (u[:, None] ** 2 + u[None, :] ** 2))
+    ry, rx = halo.filter_halo(gaussian, limit=512)
+    assert ry == rx and 4.0 * 3 < ry < 4.0 * 6  # σ = 4 px: mass 1 − 1e-4 within ~4.4σ
+
+
+class Offsets:
+    """A 'stochastic' tile solver: identity plus a constant that differs from tile to tile."""
+    boundary, dtype, prefers_whole_planes = "reflect", np.float32, False
+
+    def out_channels(self, channels):
+        return channels
+
+    def workspace_bytes(self, shape, channels):
+        return 4 * shape[0] * shape[1] * channels
+
+    def estimate(self, planes):
+        return [{} for _ in planes]
+
+    def halo_floor(self, limit):
+        return None
+
+    def halo(self, params, limit):
+        return 8, 8
+
+    def __call__(self, windows, params, where):
+        """Seeded by tile position, as a sampler would be."""
+        seeds = [hash((place.plane, place.origin)) % 2 ** 32 for place in where]
+        shifts = [0.3 * np.random.default_rng(seed).standard_normal() for seed in seeds]
+        return windows + torch.tensor(shifts, dtype=windows.dtype)[:, None, None, None]
+
+
+def seam_ratio(image: np.ndarray, tile: int) -> float:
+    """Gradient energy across tile borders / elsewhere (rows and columns)."""
+    ratios = []
+    for axis in (0, 1):
+        grad = np.diff(image, axis=axis) ** 2
+        grad = np.moveaxis(grad, axis, 0).mean(axis=1)
+        border = np.zeros(len(grad), bool)
+        border[tile - 1::tile] = True
+        ratios.append(grad[border].mean() / grad[~border].mean())
+    return max(ratios)
+
+
+@pytest.mark.parametrize("blend, seamless", [(16, True), (0, False)])
+def test_blending_hides_tile_disagreements(blend, seamless):
+    rng = np.random.default_rng(0)
+    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((SIZE, SIZE)))
+                          * np.exp(-0.5 * (np.fft.fftfreq(SIZE)[:, None] ** 2
+                                           + np.fft.rfftfreq(SIZE)[None] ** 2) * 64 ** 2))
+    field = (field / field.std()).astype(np.float32)
+    plan = replace(tiling.plan_tiles((SIZE, SIZE), 1, Offsets(), tile_size=TILE), blend=blend,
+                   block=(256, 256))
+    out = tiling.tiled(da.from_array(field[None, None]), Offsets(), plan).compute()[0, 0]
+    assert np.abs(out - field).max() > 0.1  # the tiles do disagree
+    assert (seam_ratio(out, TILE) < 1.1) == seamless
+
+
+def test_stochastic_tiles_do_not_depend_on_batching():
+    field = np.random.default_rng(2).random((2, 1, 300, 300)).astype(np.float32)
+    plan = tiling.plan_tiles((300, 300), 1, Offsets(), tile_size=TILE)
+    one, many = (tiling.tiled(da.from_array(field), Offsets(), replace(plan, batch=b)).compute()
+                 for b in (1, 64))
+    np.testing.assert_array_equal(one, many)
+
+
+def test_dask_input_stays_lazy_until_computed():
+    image, params = widefield(0.5, size=256)
+
+    def explode():
+        raise AssertionError("computed too early")
+    never = da.from_delayed(dask.delayed(explode)(), shape=(2, 256, 256), dtype=np.float32)
+    lazy = wsprior.deblur_dehaze(never, method="wiener", tile_size=TILE, **params)
+    assert isinstance(lazy, da.Array) and lazy.shape == (2, 256, 256)
+    with pytest.raises(AssertionError, match="too early"):
+        lazy.compute()
+    stack = np.stack([image, image[::-1]])
+    eager = wsprior.deblur_dehaze(stack, method="wiener", tile_size=TILE, **params)
+    computed = wsprior.deblur_dehaze(da.from_array(stack, chunks=(1, 100, 100)), method="wiener",
+                                     tile_size=TILE, **params).compute()
+    np.testing.assert_allclose(computed, eager, atol=1e-6)
+
+
+def test_zarr_output_resumes_and_marks_completion(tmp_path, monkeypatch):
+    # one thread: with more, a block already running when the run is interrupted may still
+    # finish (and be marked done) afterwards, which is correct but makes counts racy
+    monkeypatch.setattr(tiling.scheduling, "local_workers", lambda: 1)
+    data = da.random.random((3, 200, 300), chunks=(1, 128, 128)).astype(np.float32)
+    expected = data.compute()
+    written = []
+    counted = data.map_blocks(lambda block: written.append(1) or block, dtype=np.float32)
+    path, job = tmp_path / "out.zarr", storage.fingerprint(test=1)
+
+    def interrupt(done, total):
+        if done >= 5:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        storage.write_zarr(counted, path, job=job, progress=interrupt)
+    with pytest.raises(ValueError, match="incomplete"):
+        storage.open_array(path)
+    assert int(zarr.open_array(str(path / storage.DONE), mode="r")[...].sum()) == 5
+    first = len(written)
+    assert storage.write_zarr(counted, path, job=job)
+    assert len(written) - first == 3 * 2 * 3 - 5  # only the chunks not marked done
+    np.testing.assert_array_equal(storage.open_array(path).compute(), expected)
+    assert not storage.write_zarr(counted, path, job=job)  # complete: nothing to do
+    with pytest.raises(ValueError, match="another job"):
+        storage.write_zarr(counted, path, job=storage.fingerprint(test=2))
+
+
+def test_parameters_are_estimated_once_per_plane(tmp_path, monkeypatch):
+    """Planes split into several blocks share one estimate (dask must not repeat it per block,
+    neither when computing nor when writing zarr)."""
+    calls = []
+    estimate = classical_tiled.DeblurTiles.estimate
+    monkeypatch.setattr(classical_tiled.DeblurTiles, "estimate",
+                        lambda self, planes: calls.append(len(planes)) or estimate(self, planes))
+    monkeypatch.setattr(tiling, "BLOCK_EDGE", 256)
+    image, params = widefield(0.5)
+    stack = da.from_array(np.stack([image, image.T]), chunks=(1, 256, 256))
+    lazy = wsprior.deblur_dehaze(stack, method="wiener", tile_size=TILE, **params)
+    assert lazy.numblocks == (2, 2, 2)
+    lazy.compute()
+    storage.write_zarr(lazy, tmp_path / "o.zarr", job="once")
+    assert calls == [1, 1, 1, 1]  # two planes, computed twice
+
+
+def test_lazy_inputs_from_tiff_and_zarr(tmp_path):
+    stack = np.random.default_rng(1).random((2, 3, 64, 80)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "a.tif", stack, imagej=True)
+    from_tiff = storage.open_array(tmp_path / "a.tif")
+    assert isinstance(from_tiff, da.Array) and from_tiff.chunks[-2:] == ((64,), (80,))
+    np.testing.assert_array_equal(from_tiff.compute(), stack)
+    storage.write_zarr(da.from_array(stack), tmp_path / "b.zarr", job="x", axes="ZYX",
+                       pixel_size_um=0.2)
+    np.testing.assert_array_equal(storage.open_array(tmp_path / "b.zarr").compute(), stack)
+
+
+def test_out_of_memory_halves_the_batch():
+    sizes, limit = [], 3
+
+    def solve(items):
+        n = items.stop - items.start
+        sizes.append(n)
+        if n > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return torch.arange(items.start, items.stop)
+    size = batching.BatchSize("oom-test", 16)
+    done = torch.cat([r for _, r in batching.run_batches(solve, 20, size=size, device="cpu")])
+    assert done.tolist() == list(range(20))
+    assert sizes[:3] == [16, 8, 4] and set(sizes[3:]) <= {2} and size.get() == 2
+    solve_one = lambda items: (_ for _ in ()).throw(torch.OutOfMemoryError("one item"))  # noqa: E731
+    with pytest.raises(torch.OutOfMemoryError):
+        list(batching.run_batches(solve_one, 4, size=batching.BatchSize("oom-2", 4), device="cpu"))
+
+
+def test_progress_reaches_total_and_cancel_stops_within_a_batch(window_sizes, monkeypatch):
+    plan_tiles = tiling.plan_tiles
+    monkeypatch.setattr(tiling, "plan_tiles", lambda *a, **k: replace(plan_tiles(*a, **k), batch=2))
+    image, params = widefield(0.5)
+    calls = []
+    wsprior.deblur_dehaze(image, method="wiener", tile_size=TILE,
+                          progress=lambda d, t: calls.append((d, t)), **params)
+    assert calls[-1] == (16, 16) and [d for d, _ in calls] == [2 * (i + 1) for i in range(8)]
+
+    class Stop(Exception):
+        pass
+
+    def cancel(done, total):
+        raise Stop
+    batches = len(window_sizes)
+    with pytest.raises(Stop):
+        wsprior.deblur_dehaze(np.stack([image] * 4), method="wiener", tile_size=TILE,
+                              progress=cancel, **params)
+    assert len(window_sizes) - batches <= 1 + tiling.scheduling.local_workers()
+
+
+@pytest.mark.distributed
+def test_local_cluster_matches_local_scheduler(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    image, params = widefield(0.5, size=256)
+    stack = np.stack([image, image.T])
+    local = wsprior.deblur_dehaze(stack, method="wiener", tile_size=TILE, **params)
+    tifffile.imwrite(tmp_path / "in.tif", stack, imagej=True)
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        with distributed.Client(cluster):
+            calls = []
+            remote = wsprior.deblur_dehaze(stack, method="wiener", tile_size=TILE,
+                                           progress=lambda d, t: calls.append((d, t)), **params)
+        argv = ["deblur-dehaze", str(tmp_path / "in.tif"), "-o", str(tmp_path / "out.zarr"),
+                "--method", "wiener", "--tile-size", str(TILE),
+                "--scheduler", cluster.scheduler_address]
+        argv += [f"--{k.replace('_', '-')}={v}" for k, v in params.items()]
+        assert cli.main(argv) == 0
+    assert calls[-1][0] == calls[-1][1] == 2 * 4
+    np.testing.assert_allclose(remote, local, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(storage.open_array(tmp_path / "out.zarr").compute(), local,
+                               rtol=1e-5, atol=1e-6)
