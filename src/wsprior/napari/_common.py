@@ -1,0 +1,381 @@
+"""Plumbing shared by the three task widgets (the ``TaskWidget`` base): input-layer selection,
+the background worker with progress/ETA and cancellation, notifications instead of tracebacks,
+and Save/Load of parameters in the CLI's YAML schema.
+
+No physics here: a task widget declares its fields (``_fields``), says how to call its
+``wsprior.api`` function and how to turn the result into layers (``_layers``).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+
+from .. import io
+from ..settings import validated
+from ._fields import (Field, auto_field, bool_field, button_row, choice_field, header,
+                      int_field, is_diffusion, method_choices, prior_field)
+from ._layers import image_layers, layer_data, layer_parameters, pixel_size_from_layer
+
+_PROGRESS_STEPS = 1000
+_log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    """Raised from the progress callback inside the worker when the user pressed Cancel."""
+
+
+# ----------------------------------------------------------------------------------- worker
+class _ProgressRelay(QObject):
+    """Carries (done, total) from the worker thread to the GUI thread (queued connection)."""
+    progressed = Signal(int, int)
+
+
+@dataclass
+class _Outcome:
+    result: object = None
+    error: BaseException | None = None
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+class TaskWidget(Container):
+    """Base of the three task widgets. Subclasses set ``task``, ``model``, ``title`` and
+    implement ``_acquisition_fields`` and ``_prepare``; optionally ``_add_extra_inputs``,
+    ``_method_fields``, ``_update_method_fields`` and ``_on_input_changed``."""
+
+    task: str = ""
+    model = None
+    title: str = ""
+    input_label: str = "input"
+    input_tooltip: str = ""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True, scrollable=False)
+        self.viewer = napari_viewer
+        self.worker = None
+        self._cancel = threading.Event()
+        self._relay = None
+        self._started = 0.0
+        self.fields: dict[str, Field] = {}
+
+        self.input = ComboBox(name="input", label=self.input_label,
+                              choices=lambda _w: image_layers(self.viewer, self.task),
+                              tooltip=self.input_tooltip)
+        self.input.changed.connect(self._input_changed)
+        self.append(self.input)
+        self._add_extra_inputs()
+
+        self.append(header("Acquisition"))
+        for field in self._acquisition_fields():
+            self._add(field)
+
+        self.append(header("Method"))
+        choices, default = method_choices(self.task, self.model)
+        method = choice_field("method", "method", choices, default,
+                              tooltip="classical methods need no prior; '(diffusion prior)' "
+                                      "methods use the prior options below")
+        self._add(method)
+        for field in self._method_fields():
+            self._add(field)
+        self._add(auto_field("regularization", "regularization",
+                             tooltip="classical solver weight; 'auto' = discrepancy principle"))
+
+        self.append(header("Diffusion prior"))
+        self._add(prior_field())
+        self._add(int_field("steps", "steps (0 = auto)", 0, maximum=1000, zero_is_none=True,
+                            tooltip="sampler steps (network evaluations)"))
+        self._add(auto_field("guidance", "guidance λ",
+                             tooltip="data-consistency weight, or 'auto'"))
+        self._add(int_field("n_samples", "samples", 1, minimum=1, maximum=256,
+                            tooltip="posterior samples averaged into the result"))
+        self._add(bool_field("return_std", "uncertainty (std layer)",
+                             tooltip="also add the per-pixel standard deviation over samples"))
+        self._add(int_field("seed", "seed", 0, maximum=2**31 - 1))
+
+        self.append(header("Compute"))
+        self._add(choice_field("device", "device", ["auto", "cpu", "cuda"], "auto",
+                               tooltip="auto = cuda if available, else cpu"))
+        self._add(int_field("tile_size", "tile size (px, 0 = whole)", 0, maximum=65536,
+                            zero_is_none=True, tooltip="tile edge in pixels for large images"))
+
+        self.run_button = PushButton(text="Run", name="run")
+        self.cancel_button = PushButton(text="Cancel", name="cancel", enabled=False)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.progress = ProgressBar(name="progress", value=0, min=0, max=_PROGRESS_STEPS,
+                                    label="progress")
+        self.status = Label(name="status", value="ready")
+        self.status.label = ""
+        save = PushButton(text="Save parameters…", name="save")
+        load = PushButton(text="Load parameters…", name="load")
+        save.changed.connect(self._save_dialog)
+        load.changed.connect(self._load_dialog)
+        self.append(button_row("run_row", "", self.run_button, self.cancel_button))
+        self.append(self.progress)
+        self.append(self.status)
+        self.append(button_row("parameter_row", "parameters", save, load))
+
+        self.fields["method"].widget.changed.connect(self._method_changed)
+        self._method_changed()
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed,
+                      napari_viewer.layers.events.moved):
+            event.connect(self._layers_changed)
+        self._input_changed()
+
+    # -- subclass hooks -----------------------------------------------------------------------
+    def _add_extra_inputs(self) -> None:
+        """Further input selectors (e.g. a PSF layer)."""
+
+    def _acquisition_fields(self) -> list[Field]:
+        raise NotImplementedError
+
+    def _method_fields(self) -> list[Field]:
+        return []
+
+    def _prepare(self, layer: Image, params: dict):
+        """Return ``(work, add_layers)``: ``work(data, progress)`` runs in the worker and calls
+        the api; ``add_layers(result)`` runs in the GUI thread."""
+        raise NotImplementedError
+
+    def _on_input_changed(self, layer: Image) -> None:
+        """Prefill from the selected layer (beyond pixel size and stored parameters)."""
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _add(self, field: Field) -> None:
+        self.fields[field.widget.name] = field
+        self.append(field.widget)
+
+    def parameters(self) -> dict:
+        """Current parameters with the API / CLI-YAML names (raises ValueError on bad text)."""
+        return {name: field.get() for name, field in self.fields.items()}
+
+    def set_parameters(self, values: dict) -> None:
+        for name, value in values.items():
+            if name in self.fields:
+                self.fields[name].set(value)
+
+    def check_parameters(self, params: dict) -> None:
+        """Validate against the settings model (the API's and CLI's own check)."""
+        validated(self.model, **params)
+
+    def save_parameters(self, path: str | Path) -> Path:
+        """Write the parameters as a YAML usable with ``wsprior <task> --config``."""
+        params = self.parameters()
+        self.check_parameters(params)
+        return io.write_parameters(path, params)
+
+    def load_parameters(self, path: str | Path) -> dict:
+        """Read a YAML in the CLI schema, check it, and set the widgets."""
+        path = Path(path)
+        values = io.read_parameters(path)
+        unknown = sorted(set(values) - set(self.model.model_fields))
+        if unknown:
+            raise ValueError(f"{path.name}: unknown parameter(s) {', '.join(unknown)} for "
+                             f"{self.title}; expected names from {', '.join(self.model.model_fields)}")
+        values = self._resolve_loaded(values, path.parent)
+        try:
+            current = self.parameters()
+        except ValueError:
+            current = {}
+        self.check_parameters({**current, **values})
+        self.set_parameters(values)
+        return values
+
+    def _resolve_loaded(self, values: dict, folder: Path) -> dict:
+        return values
+
+    def _save_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+        path, _ = QFileDialog.getSaveFileName(self.native, f"Save {self.title} parameters",
+                                              f"{self.task}.yaml", "YAML (*.yaml *.yml)")
+        if path:
+            self._guarded(lambda: (self.save_parameters(path), show_info(f"saved {path}")))
+
+    def _load_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+        path, _ = QFileDialog.getOpenFileName(self.native, f"Load {self.title} parameters", "",
+                                              "YAML (*.yaml *.yml *.json)")
+        if path:
+            self._guarded(lambda: self.load_parameters(path))
+
+    @staticmethod
+    def _guarded(action) -> bool:
+        try:
+            action()
+            return True
+        except ValueError as error:
+            show_error(str(error))
+            return False
+
+    # -- input layer --------------------------------------------------------------------------
+    def _layers_changed(self, event=None) -> None:
+        try:
+            self.reset_choices()
+        except RuntimeError:  # the widget's Qt side was deleted (dock closed): stop listening
+            for emitter in (self.viewer.layers.events.inserted,
+                            self.viewer.layers.events.removed, self.viewer.layers.events.moved):
+                emitter.disconnect(self._layers_changed)
+
+    def _input_changed(self, *_args) -> None:
+        layer = self.input.value
+        if layer is None or "tile_size" not in self.fields:  # not built yet
+            return
+        stored = {k: v for k, v in layer_parameters(layer, self.task).items()
+                  if k in self.fields}
+        if stored:
+            self._guarded(lambda: self.set_parameters(stored))
+        size = pixel_size_from_layer(layer)
+        if size is not None and "pixel_size_um" in self.fields:
+            self.fields["pixel_size_um"].set(size)
+        self._on_input_changed(layer)
+
+    def _method_changed(self, *_args) -> None:
+        diffusion = is_diffusion(self.fields["method"].get())
+        for name in ("prior", "steps", "guidance", "n_samples", "return_std", "seed"):
+            self.fields[name].widget.enabled = diffusion
+        self.fields["regularization"].widget.enabled = not diffusion
+        self._update_method_fields(self.fields["method"].get())
+
+    def _update_method_fields(self, method: str) -> None:
+        """Enable the method-specific fields (subclasses)."""
+
+    # -- run / cancel -------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def run(self, *_args) -> None:
+        """Validate in the GUI thread (immediate feedback), then solve in a worker thread."""
+        if self.running:
+            return
+        layer = self.input.value
+        if layer is None:
+            show_error(f"{self.title}: choose an input image layer first")
+            return
+        try:
+            params = self.parameters()
+            self.check_parameters(params)
+            work, add_layers = self._prepare(layer, params)
+        except ValueError as error:
+            show_error(str(error))
+            self.status.value = "invalid parameters — see the notification"
+            return
+        self._start(layer, work, add_layers, params["method"])
+
+    def cancel(self, *_args) -> None:
+        if self.running:
+            self._cancel.set()
+            self.cancel_button.enabled = False
+            self.status.value = "cancelling…"
+
+    def _start(self, layer: Image, work, add_layers, method: str) -> None:
+        cancel = self._cancel
+        cancel.clear()
+        relay = _ProgressRelay()
+        relay.progressed.connect(self._on_progress)
+
+        def progress(done: int, total: int) -> None:
+            if cancel.is_set():
+                raise Cancelled
+            relay.progressed.emit(int(done), int(total))
+
+        def job() -> _Outcome:
+            # Never raises: expected failures (bad data, cancellation) come back as values and
+            # are reported in the GUI thread as notifications, not tracebacks.
+            try:
+                if cancel.is_set():
+                    raise Cancelled
+                data = layer_data(layer)
+                result = work(data, progress)
+                if cancel.is_set():
+                    raise Cancelled
+                return _Outcome(result=result)
+            except Exception as error:  # noqa: BLE001
+                return _Outcome(error=error)
+
+        self._relay = relay
+        self.worker = create_worker(job, _start_thread=False)
+        self.worker.returned.connect(lambda outcome: self._on_returned(outcome, add_layers))
+        self.worker.finished.connect(self._on_finished)
+        self._started = time.perf_counter()
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress.native.setRange(0, 0)  # busy indicator until the first progress report
+        self.status.value = f"running {method} on {layer.name!r}…"
+        self.worker.start()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if not self.running or total <= 0 or self._cancel.is_set():
+            return
+        fraction = min(max(done / total, 0.0), 1.0)
+        self.progress.native.setRange(0, _PROGRESS_STEPS)
+        self.progress.value = int(round(fraction * _PROGRESS_STEPS))
+        elapsed = time.perf_counter() - self._started
+        eta = format_seconds(elapsed * (1 - fraction) / fraction) if fraction > 0 else "–"
+        self.status.value = (f"{100 * fraction:.0f} % ({done}/{total}) · elapsed "
+                             f"{format_seconds(elapsed)} · ETA {eta}"
+                             if fraction < 1 else f"finishing… {format_seconds(elapsed)}")
+
+    def _on_returned(self, outcome: _Outcome, add_layers) -> None:
+        elapsed = format_seconds(time.perf_counter() - self._started)
+        error = outcome.error
+        if error is None and self._cancel.is_set():
+            error = Cancelled()
+        self.progress.native.setRange(0, _PROGRESS_STEPS)
+        self.progress.value = 0
+        if isinstance(error, Cancelled):
+            self.status.value = f"cancelled after {elapsed}; no layer added"
+            show_info(f"{self.title}: cancelled")
+            return
+        if error is not None:
+            if isinstance(error, ValueError):  # bad input: the api's message says it all
+                message = str(error)
+            else:  # unexpected: the notification stays short, the log keeps the traceback
+                message = f"{type(error).__name__}: {error}"
+                _log.error("%s failed", self.title, exc_info=error)
+            self.status.value = "failed — see the notification; no layer added"
+            show_error(f"{self.title}: {message}")
+            return
+        try:
+            added = add_layers(outcome.result)
+        except ValueError as failure:
+            show_error(f"{self.title}: {failure}")
+            return
+        self.progress.value = _PROGRESS_STEPS
+        self.status.value = f"done in {elapsed}: added {', '.join(repr(a.name) for a in added)}"
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._relay = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+    def add_image(self, data, name: str, geometry: dict, params: dict, source: Image, **kwargs):
+        # the parameters go with the result (reproducibility); it is no input of this task
+        metadata = {"wsprior_result_of": self.task, "wsprior_parameters": params,
+                    "wsprior_source": source.name}
+        return self.viewer.add_image(data, name=name, metadata=metadata, **geometry, **kwargs)
+
+    def add_result(self, result, name: str, geometry: dict, params: dict, source: Image) -> list:
+        """Add ``result`` — or ``(mean, std)`` when the api returns an uncertainty — as layers."""
+        if isinstance(result, tuple) and len(result) == 2:
+            mean, std = result
+            return [self.add_image(mean, name, geometry, params, source),
+                    self.add_image(std, f"{name} std", geometry, params, source,
+                                   colormap="magma")]
+        return [self.add_image(result, name, geometry, params, source)]

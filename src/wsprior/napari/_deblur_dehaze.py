@@ -1,0 +1,74 @@
+"""Deblur + dehaze dock widget: widefield image(s) → ``wsprior.deblur_dehaze`` → new layer."""
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox
+
+from .. import api
+from ..settings import DeblurDehazeSettings
+from ._common import TaskWidget
+from ._fields import Field, auto_field, float_field, int_field
+from ._layers import image_layers, layer_data, output_geometry
+
+
+class DeblurDehazeWidget(TaskWidget):
+    task = "deblur_dehaze"
+    model = DeblurDehazeSettings
+    title = "Deblur + dehaze"
+    input_label = "image (…, Y, X)"
+    input_tooltip = "widefield image or a stack of them; leading axes are processed one by one"
+
+    def _add_extra_inputs(self) -> None:
+        self.psf = ComboBox(name="psf", label="measured PSF (optional)", nullable=True,
+                            value=None, choices=lambda _w: image_layers(self.viewer),
+                            tooltip="a 2D PSF layer with the image's pixel size; empty = Airy "
+                                    "PSF from NA and wavelength")
+        self.psf.changed.connect(self._psf_changed)
+        self.append(self.psf)
+
+    def _acquisition_fields(self) -> list[Field]:
+        return [
+            float_field("na", "NA (objective)", 0.8, step=0.05, decimals=3,
+                        tooltip="numerical aperture of the objective"),
+            float_field("wavelength_um", "wavelength (µm)", 0.52, step=0.01, decimals=3,
+                        tooltip="emission wavelength in µm (520 nm = 0.52)"),
+            float_field("pixel_size_um", "pixel size (µm)", 0.1, step=0.005, decimals=4,
+                        tooltip="sample-plane pixel size (camera pixel / magnification)"),
+            float_field("haze_sigma_um", "haze width σ (µm)", 3.0, step=0.5, decimals=2,
+                        tooltip="correlation width of the out-of-focus haze"),
+            auto_field("haze_std", "haze std (image units)",
+                       tooltip="haze standard deviation, or 'auto' (estimated)"),
+            auto_field("background", "background (image units)",
+                       tooltip="constant offset, or 'auto' (estimated)"),
+        ]
+
+    def _method_fields(self) -> list[Field]:
+        return [int_field("iterations", "iterations (RL)", 20, minimum=1, maximum=100000,
+                          tooltip="Richardson–Lucy iterations")]
+
+    def _update_method_fields(self, method: str) -> None:
+        self.fields["iterations"].widget.enabled = method == "rl"
+        self.fields["regularization"].widget.enabled = method in ("wiener", "tikhonov")
+
+    def _psf_changed(self, *_args) -> None:
+        airy = self.psf.value is None
+        for name in ("na", "wavelength_um"):
+            if name in self.fields:
+                self.fields[name].widget.enabled = airy
+
+    def _prepare(self, layer, params):
+        psf = None if self.psf.value is None else layer_data(self.psf.value)
+        if psf is not None and psf.ndim != 2:
+            raise ValueError(f"measured PSF layer {self.psf.value.name!r} must be 2D; "
+                             f"got shape {psf.shape}")
+
+        def work(data, progress):
+            return api.deblur_dehaze(data, psf=psf, progress=progress, **params)
+
+        def add_layers(result):
+            mean = result[0] if isinstance(result, tuple) else result
+            geometry = output_geometry(layer, np.ndim(mean), params["pixel_size_um"])
+            return self.add_result(result, f"deblurred ({params['method']})", geometry, params,
+                                   layer)
+
+        return work, add_layers

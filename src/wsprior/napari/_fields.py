@@ -1,0 +1,164 @@
+"""Parameter fields of the task widgets: one magicgui widget per settings field, with its unit
+in the label and the conversions between widget text and settings value; and the method list.
+
+Field names are exactly those of the ``wsprior.settings`` models, which are also the API keyword
+names and the CLI ``--config`` YAML schema.
+"""
+from __future__ import annotations
+
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label,
+                              LineEdit, SpinBox, Widget)
+
+from .. import api
+
+CLASSICAL_METHODS = ("wiener", "tikhonov", "rl")
+"""Methods that need no diffusion prior; every other method name uses the prior options."""
+
+
+# ----------------------------------------------------------------------------------- methods
+def method_choices(task: str, model) -> tuple[list[tuple[str, str]], str]:
+    """``[(label, method), ...]`` for every method the settings model accepts, labelled when it
+    uses the diffusion prior or is not in this version, and the default method.
+
+    The default is the first available *classical* method, so that Run works on the samples
+    without a trained prior; the diffusion methods are one click away in the list."""
+    names = typing.get_args(model.model_fields["method"].annotation)
+    available = api.available_methods(task)
+
+    def label(name: str) -> str:
+        if name not in available:
+            return f"{name}  (not in this version)"
+        return f"{name}  (diffusion prior)" if is_diffusion(name) else name
+
+    runnable = [name for name in names if name in available]
+    default = next((name for name in runnable if not is_diffusion(name)), runnable[0])
+    return [(label(name), name) for name in names], default
+
+
+def is_diffusion(method: str) -> bool:
+    return method not in CLASSICAL_METHODS
+
+
+# ------------------------------------------------------------------------------ text fields
+def parse_auto(text: str, name: str):
+    """``"auto"`` (or empty) → ``"auto"``; otherwise a number."""
+    text = str(text).strip()
+    if text.lower() in ("", "auto"):
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name}: must be 'auto' or a number (got {text!r})") from None
+
+
+def parse_floats(text: str, name: str) -> list[float]:
+    """``"-2, 0, 2"`` (commas, spaces or semicolons; '−' accepted) → ``[-2.0, 0.0, 2.0]``."""
+    parts = [p for p in re.split(r"[,;\s]+", str(text).replace("−", "-").strip()) if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"{name}: expected numbers separated by commas (got {text!r})") from None
+    if not values:
+        raise ValueError(f"{name}: give at least one value")
+    return values
+
+
+def format_floats(values) -> str:
+    return ", ".join(f"{float(v):g}" for v in np.atleast_1d(values))
+
+
+@dataclass
+class Field:
+    """One parameter: its widget and the conversions between widget and settings value."""
+    widget: Widget
+    get: Callable[[], object]
+    set: Callable[[object], None]
+
+
+def float_field(name, label, value, *, step=0.01, decimals=3, minimum=0.0, maximum=1e5,
+                tooltip=None) -> Field:
+    # Loose bounds on purpose: the settings model is the one authority on ranges, and its error
+    # ("wavelength_um: ≤ 2 (got 520)") explains a unit mistake that silent clamping would hide.
+    widget = FloatSpinBox(name=name, label=label, value=value, min=minimum, max=maximum,
+                          step=step, tooltip=tooltip)
+    widget.native.setDecimals(decimals)
+
+    def set_value(v):
+        widget.value = float(v)
+    return Field(widget, lambda: float(widget.value), set_value)
+
+
+def int_field(name, label, value, *, minimum=0, maximum=1_000_000, zero_is_none=False,
+              tooltip=None) -> Field:
+    widget = SpinBox(name=name, label=label, value=value, min=minimum, max=maximum,
+                     tooltip=tooltip)
+
+    def get():
+        return None if zero_is_none and widget.value == 0 else int(widget.value)
+
+    def set_value(v):
+        widget.value = 0 if v is None else int(v)
+    return Field(widget, get, set_value)
+
+
+def auto_field(name, label, *, tooltip=None) -> Field:
+    widget = LineEdit(name=name, label=label, value="auto", tooltip=tooltip)
+
+    def set_value(v):
+        widget.value = "auto" if v in (None, "auto") else f"{float(v):g}"
+    return Field(widget, lambda: parse_auto(widget.value, name), set_value)
+
+
+def list_field(name, label, values, *, tooltip=None) -> Field:
+    widget = LineEdit(name=name, label=label, value=format_floats(values), tooltip=tooltip)
+
+    def set_value(v):
+        widget.value = format_floats(v)
+    return Field(widget, lambda: parse_floats(widget.value, name), set_value)
+
+
+def choice_field(name, label, choices, value, *, tooltip=None) -> Field:
+    widget = ComboBox(name=name, label=label, choices=choices, value=value, tooltip=tooltip)
+
+    def set_value(v):
+        widget.value = v
+    return Field(widget, lambda: widget.value, set_value)
+
+
+def bool_field(name, label, value=False, *, tooltip=None) -> Field:
+    widget = CheckBox(name=name, text=label, value=value, tooltip=tooltip)
+
+    def set_value(v):
+        widget.value = bool(v)
+    return Field(widget, lambda: bool(widget.value), set_value)
+
+
+def prior_field() -> Field:
+    widget = FileEdit(name="prior", label="prior (.safetensors)", mode="r",
+                      filter="*.safetensors",
+                      tooltip="diffusion-prior checkpoint; empty = the shipped default prior")
+
+    def get():
+        text = widget.line_edit.value.strip()
+        return text if text and text != "default" else "default"
+
+    def set_value(v):
+        widget.line_edit.value = "" if v in (None, "default") else str(v)
+    return Field(widget, get, set_value)
+
+
+def header(text: str) -> Label:
+    return Label(value=f"<b>{text}</b>")
+
+
+def button_row(name: str, label: str, *widgets) -> Container:
+    row = Container(widgets=list(widgets), layout="horizontal", labels=False, name=name)
+    row.margins = (0, 0, 0, 0)
+    row.label = label  # (Container ignores a label keyword)
+    return row
