@@ -1,0 +1,124 @@
+"""The prior: SDE facts, training that learns, checkpoints that refuse bad files."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from wsprior import io
+from wsprior.prior import load_prior
+from wsprior.prior.network import UNet, UNetConfig
+from wsprior.prior.sde import VPSDE, NoiseFamilyConfig, SDEConfig, sample_structured_noise
+from wsprior.prior.train import TrainConfig, train
+
+TINY = UNetConfig(base_channels=8, channel_multipliers=(1, 2), time_embedding=16, groups=4)
+
+
+def test_marginal_is_variance_preserving_and_target_is_the_whitened_score():
+    sde = VPSDE(SDEConfig())
+    t = torch.linspace(0.001, 1, 50)
+    assert torch.allclose(sde.alpha(t) ** 2 + sde.sigma(t) ** 2, torch.ones(50), atol=1e-6)
+    assert sde.alpha(torch.tensor(1.0)) < 0.01  # x_1 is (almost) pure structured noise
+    noise = torch.randn(3, 1, 8, 8)
+    score = sde.whitened_score(noise, torch.tensor([0.1, 0.5, 0.9]))
+    expected = -(sde.beta(torch.tensor(0.5)) / sde.sigma(torch.tensor(0.5))) * noise[1]
+    assert torch.allclose(score[1], expected)  # per-sample factor, no cross-batch broadcast
+
+
+def test_noise_family_draws_different_structures_and_white_is_identity():
+    gen = torch.Generator().manual_seed(0)
+    structured = sample_structured_noise(NoiseFamilyConfig(), (32, 1, 32, 32), gen)
+    spectra = torch.fft.fft2(structured).abs() ** 2
+    low, high = spectra[..., :3, :3].mean((-1, -2, -3)), spectra[..., 14:18, 14:18].mean((-1, -2, -3))
+    assert (low / high).std() > 1.0  # widths vary per sample
+    white = sample_structured_noise(NoiseFamilyConfig(kind="white"), (4, 1, 8, 8),
+                                    torch.Generator().manual_seed(0))
+    assert torch.equal(white, torch.randn((4, 1, 8, 8), generator=torch.Generator().manual_seed(0)))
+
+
+def test_network_keeps_shape_and_rejects_indivisible_sizes():
+    net = UNet(TINY)
+    assert net(torch.randn(2, 1, 16, 24), torch.rand(2)).shape == (2, 1, 16, 24)
+    with pytest.raises(ValueError, match="divisible by 2"):
+        net(torch.randn(1, 1, 15, 16), torch.rand(1))
+
+
+@pytest.fixture(scope="module")
+def disc_prior(tmp_path_factory):
+    """A tiny prior trained in-process on images of a bright disc on a dark background."""
+    folder = tmp_path_factory.mktemp("discs")
+    yy, xx = np.mgrid[:16, :16]
+    disc = np.where((yy - 7.5) ** 2 + (xx - 7.5) ** 2 < 16, 1.0, 0.0)
+    rng = np.random.default_rng(0)
+    stack = (disc[None] + 0.05 * rng.standard_normal((64, 16, 16))).astype(np.float32)
+    io.write_image(folder / "discs.tif", stack)
+    config = TrainConfig(network=TINY, data=[str(folder / "discs.tif")], patch_size=16,
+                         batch_size=16, steps=150, learning_rate=3e-3, ema_decay=0.9,
+                         device="cpu", checkpoint_every=100)
+    return load_prior(train(config, folder / "disc.safetensors", command="pytest"))
+
+
+def test_tiny_trained_prior_moves_samples_toward_the_data(disc_prior):
+    samples = disc_prior.sample((16, 16, 16), steps=20, seed=3)
+    yy, xx = np.mgrid[:16, :16]
+    inside = torch.from_numpy((yy - 7.5) ** 2 + (xx - 7.5) ** 2 < 9)
+    outside = torch.from_numpy((yy - 7.5) ** 2 + (xx - 7.5) ** 2 > 36)
+    contrast = samples[:, inside].mean() - samples[:, outside].mean()
+    assert contrast > 0.5  # data: +1 inside, −1 outside (scaled to [-1, 1]); noise: ≈ 0
+
+
+def test_checkpoint_records_training(disc_prior):
+    meta = disc_prior.metadata
+    assert meta.steps == 150 and meta.training_command == "pytest" and meta.kind == "ws"
+    assert meta.training_device == "cpu" and len(meta.training_data_sha256) == 64
+
+
+def test_training_resumes_from_its_state_file(tmp_path):
+    config = TrainConfig(network=TINY, synthetic_images=4, synthetic_size=32, patch_size=16,
+                         batch_size=4, steps=6, checkpoint_every=3, device="cpu")
+    output = tmp_path / "resumable.safetensors"
+    train(config, output, command="first")
+    first = load_prior(output)
+    train(config.model_copy(update={"steps": 9}), output, command="second")
+    log = (tmp_path / "resumable.loss.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in log[1:]] == list(range(1, 10))  # 6 + 3, no restart
+    resumed = load_prior(output)
+    assert resumed.metadata.steps == 9 and first.metadata.steps == 6
+    assert resumed.metadata.training_command == "second"
+
+
+def test_non_safetensors_checkpoints_are_refused(tmp_path):
+    pickle_file = tmp_path / "weights.pt"
+    torch.save({"x": torch.zeros(1)}, pickle_file)
+    with pytest.raises(ValueError, match="only .safetensors"):
+        load_prior(pickle_file)
+
+
+def test_truncated_checkpoint_names_the_file(disc_prior, tmp_path):
+    good = tmp_path / "good.safetensors"
+    from wsprior.prior.checkpoint import save_checkpoint
+    save_checkpoint(good, {f"ema.{k}": v for k, v in disc_prior.network.state_dict().items()},
+                    disc_prior.metadata)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated.safetensors.*truncated or corrupted"):
+        load_prior(truncated)
+
+
+def test_wrong_architecture_and_missing_metadata_are_explained(disc_prior, tmp_path):
+    from wsprior.prior.checkpoint import save_checkpoint
+    other = UNet(UNetConfig(base_channels=8, channel_multipliers=(1, 2, 2), time_embedding=16, groups=4))
+    mismatched = tmp_path / "mismatched.safetensors"
+    save_checkpoint(mismatched, {f"ema.{k}": v for k, v in other.state_dict().items()},
+                    disc_prior.metadata)
+    with pytest.raises(ValueError, match="mismatched.safetensors: tensors do not match"):
+        load_prior(mismatched)
+    bare = tmp_path / "bare.safetensors"
+    save_file({"w": torch.zeros(2)}, str(bare))
+    with pytest.raises(ValueError, match="bare.safetensors: .*no wsprior metadata"):
+        load_prior(bare)
+    bad_meta = tmp_path / "badmeta.safetensors"
+    save_file({"w": torch.zeros(2)}, str(bad_meta), metadata={"wsprior": json.dumps({"kind": "x"})})
+    with pytest.raises(ValueError, match="badmeta.safetensors: invalid prior metadata"):
+        load_prior(bad_meta)
