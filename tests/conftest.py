@@ -13,3 +13,27 @@ def relative_adjoint_error(op, x: torch.Tensor, y: torch.Tensor) -> float:
     lhs = float((op.A(x) * y).sum())
     rhs = float((x * op.A_adjoint(y)).sum())
     return abs(lhs - rhs) / abs(lhs)
+
+
+@pytest.fixture(scope="session")
+def tiny_prior(tiny_prior_path):
+    from wsprior.prior import load_prior
+
+    return load_prior(tiny_prior_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_prior_path(tmp_path_factory):
+    """A tiny WS prior trained in-process (a few seconds) on synthetic microscopy phantoms:
+    weak, but a real network with the shipped architecture family, SDE and noise family."""
+    from wsprior.prior.network import UNetConfig
+    from wsprior.prior.train import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("tiny_prior")
+    config = TrainConfig(network=UNetConfig(base_channels=8, channel_multipliers=(1, 2),
+                                            time_embedding=16, groups=4),
+                         synthetic_images=24, synthetic_size=32, patch_size=16, batch_size=8,
+                         steps=100, learning_rate=3e-3, ema_decay=0.9, device="cpu",
+                         checkpoint_every=1000)
+    torch.manual_seed(0)
+    return train(config, folder / "tiny.safetensors", command="pytest")

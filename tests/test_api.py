@@ -92,6 +92,14 @@ def test_bad_input_raises_value_error_naming_the_parameter(parameter, call):
         call()
 
 
-def test_diffusion_methods_report_that_they_are_not_available_yet(images):
-    with pytest.raises(ValueError, match="method='ws'.*available methods: wiener"):
-        wsprior.deblur_dehaze(images, **OPTICS)
+def test_joint_is_deblur_only_and_return_std_needs_a_sampler(images):
+    with pytest.raises(ValueError, match="method"):
+        wsprior.tie_phase(np.ones((3, 16, 16)), method="joint", **TIE)
+    with pytest.raises(ValueError, match="return_std"):
+        wsprior.deblur_dehaze(images, method="wiener", return_std=True, **OPTICS)
+
+
+def test_a_missing_prior_file_is_named(images, tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(ValueError, match="nope.safetensors"):
+        wsprior.deblur_dehaze(images, method="ws", prior=missing, **OPTICS)

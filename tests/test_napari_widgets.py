@@ -92,6 +92,26 @@ def test_deblur_widget_rl_improves_psnr_with_progress(qtbot, task, notes):
     assert widget.progress.value == widget.progress.max
 
 
+def test_deblur_widget_ws_with_tiny_prior_gives_mean_and_std_layers(qtbot, task, notes,
+                                                                   tiny_prior_path):
+    viewer, widget = task("deblur_dehaze")
+    widget.fields["method"].set("ws")
+    widget.fields["prior"].set(str(tiny_prior_path))
+    widget.fields["steps"].set(5)
+    widget.fields["n_samples"].set(2)
+    widget.fields["return_std"].set(True)
+    layers = run_to_end(qtbot, viewer, widget)
+    assert notes["error"] == []
+    image, _, truth = load_sample("deblur_dehaze")
+    mean, std = layers
+    assert mean.name == "deblurred (ws)" and std.name == "deblurred (ws) std"
+    assert mean.data.shape == std.data.shape == image.shape
+    np.testing.assert_allclose(std.scale, [0.1, 0.1])
+    assert float(std.data.mean()) > 0
+    gain = metrics.psnr(truth, mean.data) - metrics.psnr(truth, image)
+    assert gain > 3, gain
+
+
 def test_tie_widget_phase_beats_zero_estimate(qtbot, task, notes):
     viewer, widget = task("tie")
     (out,) = run_to_end(qtbot, viewer, widget)
@@ -164,23 +184,19 @@ def test_bad_wavelength_is_a_notification_not_a_layer(qtbot, task, notes):
     assert "520" in notes["error"][0]
 
 
-def test_method_list_marks_methods_and_reports_unavailable_ones(qtbot, task, notes):
+def test_method_list_marks_diffusion_methods_and_toggles_their_fields(qtbot, task, notes):
     viewer, widget = task("tie")
     combo = widget.fields["method"].widget
     assert set(combo.choices) == set(TieSettings.model_fields["method"].annotation.__args__)
+    assert set(combo.choices) == set(api.available_methods("tie"))
     assert combo.value == "tikhonov"  # the classical default runs without a trained prior
     labels = {combo.native.itemData(i): combo.native.itemText(i) for i in range(combo.native.count())}
-    available = api.available_methods("tie")
-    assert "tikhonov" in available
-    missing = [m for m in combo.choices if m not in available]
-    assert all("not in this version" in labels[m] for m in missing)
-    assert "diffusion prior" in labels["ws"] or "ws" in missing
-    combo.value = missing[0] if missing else "ws"
+    assert "diffusion prior" in labels["ws"] and "diffusion prior" not in labels["tikhonov"]
+    assert not any("not in this version" in label for label in labels.values())
+    combo.value = "ws"
     assert widget.fields["steps"].widget.enabled and not widget.fields["regularization"].widget.enabled
-    if not missing:
-        pytest.skip("every TIE method is available in this version")
-    assert run_to_end(qtbot, viewer, widget) == []  # reported by the api, from the worker
-    assert len(notes["error"]) == 1 and repr(missing[0]) in notes["error"][0]
+    combo.value = "tikhonov"
+    assert not widget.fields["steps"].widget.enabled and widget.fields["regularization"].widget.enabled
 
 
 def test_pixel_size_prefilled_from_layer_scale(make_napari_viewer):

@@ -7,7 +7,9 @@ memory, tiles with a halo: ``wsprior.tiling``).
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,24 +18,31 @@ from . import _validation as check
 from ._arrays import is_dask, resolve_device, to_tensor
 from .settings import DeblurDehazeSettings, IdtSettings, TieSettings, validated
 from .solvers.classical.tiled import classical_tiles
+from .solvers.samplers import is_diffusion
 
 Progress = Callable[[int, int], None] | None
-_AVAILABLE = {"deblur_dehaze": ("wiener", "tikhonov", "rl"), "tie": ("tikhonov",),
-              "idt": ("tikhonov",)}
+_DIFFUSION = ("ws", "dps", "score_ald", "ddnm")
+_AVAILABLE = {"deblur_dehaze": (*_DIFFUSION, "joint", "wiener", "tikhonov", "rl"),
+              "tie": (*_DIFFUSION, "tikhonov"), "idt": (*_DIFFUSION, "tikhonov")}
 
 
 def deblur_dehaze(image, *, psf=None, na=None, wavelength_um=None, pixel_size_um=None,
-                  method="ws", progress: Progress = None, **options):
+                  method="ws", prior="default", progress: Progress = None, **options):
     """Remove blur and out-of-focus haze from widefield images ``(..., Y, X)`` → ``(..., Y, X)``.
 
     The PSF is the measured ``psf`` array or an Airy PSF from ``na``, ``wavelength_um`` and
     ``pixel_size_um``. ``method``: ``"wiener"``/``"tikhonov"`` (whitened Tikhonov, haze as
-    coloured noise) or ``"rl"`` (Richardson–Lucy with a haze background). Further options:
-    ``haze_sigma_um``, ``haze_std``, ``background``, ``iterations``, ``regularization`` and the
-    solver keywords of ``wsprior.settings.SolverSettings``.
+    coloured noise), ``"rl"`` (Richardson–Lucy with a haze background), the diffusion samplers
+    ``"ws"`` (default), ``"dps"``, ``"score_ald"``, ``"ddnm"`` with ``prior``, or ``"joint"``
+    (signal prior + the shipped haze prior). Further options: ``haze_sigma_um``, ``haze_std``,
+    ``background``, ``iterations``, ``regularization`` and the solver keywords of
+    ``wsprior.settings.SolverSettings`` (``steps``, ``guidance``, ``n_samples``,
+    ``return_std``, ``seed``, ``device``, ``tile_size``). With ``return_std=True`` the result
+    is ``(mean, std)``.
     """
     settings = validated(DeblurDehazeSettings, na=na, wavelength_um=wavelength_um,
-                         pixel_size_um=pixel_size_um, method=method, **options)
+                         pixel_size_um=pixel_size_um, method=method, **_prior_option(prior),
+                         **options)
     _require_psf_source(psf, settings)
     check.image_array("image", image, 2, "(..., Y, X)")
     _require_available("deblur_dehaze", settings.method)
@@ -42,10 +51,17 @@ def deblur_dehaze(image, *, psf=None, na=None, wavelength_um=None, pixel_size_um
 
     kernel = make_psf(psf=psf, na=settings.na, wavelength_um=settings.wavelength_um,
                       pixel_size_um=settings.pixel_size_um)
+    common = dict(pixel_size_um=settings.pixel_size_um, haze_sigma_um=settings.haze_sigma_um,
+                  haze_std=settings.haze_std, background=settings.background)
+    if is_diffusion(settings.method):
+        from .solvers.problems import deblur_problem
+
+        solve = _sampler(settings, prior,
+                         lambda image: deblur_problem(image[0], kernel.to(image), **common))
+        return _run_diffusion(image, solve, core_in=2, core_out=lambda s: s, settings=settings,
+                              progress=progress, name="image")
+
     def solve(batch: torch.Tensor, report: Progress) -> torch.Tensor:
-        common = dict(pixel_size_um=settings.pixel_size_um, haze_sigma_um=settings.haze_sigma_um,
-                      haze_std=settings.haze_std,
-                      background=settings.background)
         if settings.method == "rl":
             return deconvolution.richardson_lucy(batch, kernel.to(batch), iterations=settings.iterations,
                                                  progress=report, **common)
@@ -58,15 +74,17 @@ def deblur_dehaze(image, *, psf=None, na=None, wavelength_um=None, pixel_size_um
 
 
 def tie_phase(stack, *, z_um, wavelength_um, pixel_size_um, n_medium=1.0, method="ws",
-              progress: Progress = None, **options):
+              prior="default", progress: Progress = None, **options):
     """Phase (rad) from a defocus stack ``(..., Z, Y, X)`` at depths ``z_um`` → ``(..., Y, X)``.
 
     ``method="tikhonov"``: FFT inverse Laplacian of the transport-of-intensity equation with
-    Tikhonov weight ``regularization`` (``"auto"``: discrepancy principle). The phase is defined
-    up to a constant: each result has zero mean.
+    Tikhonov weight ``regularization`` (``"auto"``: SNR crossover). ``"ws"`` (default),
+    ``"dps"``, ``"score_ald"``, ``"ddnm"``: diffusion posterior sampling with ``prior`` around
+    the Tikhonov solution. The phase is defined up to a constant: each result has zero mean.
     """
     settings = validated(TieSettings, z_um=_as_list(z_um), wavelength_um=wavelength_um,
-                         pixel_size_um=pixel_size_um, n_medium=n_medium, method=method, **options)
+                         pixel_size_um=pixel_size_um, n_medium=n_medium, method=method,
+                         **_prior_option(prior), **options)
     check.image_array("stack", stack, 3, "(..., Z, Y, X)")
     check.length_matches("z_um", settings.z_um, stack.shape[-3], "plane of stack (axis -3)")
     _require_available("tie", settings.method)
@@ -77,25 +95,44 @@ def tie_phase(stack, *, z_um, wavelength_um, pixel_size_um, n_medium=1.0, method
                             pixel_size_um=settings.pixel_size_um, n_medium=settings.n_medium,
                             regularization=settings.regularization)
 
+    if is_diffusion(settings.method):
+        from .solvers.problems import tie_problem
+
+        optics = dict(wavelength_um=settings.wavelength_um, pixel_size_um=settings.pixel_size_um,
+                      n_medium=settings.n_medium)
+        sampler = _sampler(settings, prior, lambda batch: tie_problem(
+            batch[0], settings.z_um, classical=solve(batch, None)[0], **optics))
+
+        def centred(batch: torch.Tensor, report: Progress) -> torch.Tensor:
+            out = sampler(batch, report)
+            return out - out.mean(dim=(-2, -1), keepdim=True)  # phase up to a constant
+
+        return _run_diffusion(stack, centred, core_in=3, core_out=lambda s: s[1:],
+                              settings=settings, progress=progress, name="stack")
+
     return _run(stack, solve, core_in=3, core_out=lambda s: s[1:], settings=settings,
                 progress=progress, name="stack", tiles=classical_tiles("tie", settings))
 
 
 def idt(images, *, illumination_na, wavelength_um, na, pixel_size_um, n_medium, z_um,
-        slice_thickness_um=None, method="ws", components="ri", progress: Progress = None,
-        **options):
+        slice_thickness_um=None, method="ws", components="ri", prior="default",
+        progress: Progress = None, **options):
     """3D refractive index (or permittivity) from brightfield images under oblique illumination.
 
     ``images`` ``(..., L, Y, X)``, one per row of ``illumination_na`` ``(L, 2)`` = (NA_x, NA_y);
     slices at ``z_um`` (0 = focal plane, positive downstream) of thickness ``slice_thickness_um``
     (default: the spacing of ``z_um``). Returns ``(..., M, Y, X)``: Δn = n − n_medium
-    (``components="ri"``) or complex Δε = n² − n_medium² (``"permittivity"``).
+    (``components="ri"``) or complex Δε = n² − n_medium² (``"permittivity"``). ``method``:
+    ``"tikhonov"`` (joint per-frequency solve over all slices) or a diffusion sampler (``"ws"``,
+    ``"dps"``, ``"score_ald"``, ``"ddnm"``) with ``prior`` on every slice's Re Δε, coupled
+    through the multi-slice data term.
     """
     settings = validated(IdtSettings, illumination_na=_as_pairs(illumination_na),
                          wavelength_um=wavelength_um, na=na, pixel_size_um=pixel_size_um,
                          n_medium=n_medium, z_um=_as_list(z_um),
                          slice_thickness_um=_as_list_or_scalar(slice_thickness_um),
-                         method=method, components=components, **options)
+                         method=method, components=components, **_prior_option(prior),
+                         **options)
     check.image_array("images", images, 3, "(..., L, Y, X)")
     check.length_matches("illumination_na", settings.illumination_na, images.shape[-3],
                          "image of images (axis -3)")
@@ -115,6 +152,18 @@ def idt(images, *, illumination_na, wavelength_um, na, pixel_size_um, n_medium, 
 
     n_slices = len(settings.z_um)
     out_dtype = np.float32 if settings.components == "ri" else np.complex64
+    if is_diffusion(settings.method):
+        from .solvers.problems import idt_problem
+
+        optics = dict(illumination_na=np.asarray(settings.illumination_na),
+                      wavelength_um=settings.wavelength_um, na=settings.na,
+                      pixel_size_um=settings.pixel_size_um, n_medium=settings.n_medium,
+                      z_um=settings.z_um, slice_thickness_um=settings.slice_thickness_um,
+                      components=settings.components)
+        solve = _sampler(settings, prior, lambda batch: idt_problem(batch[0], **optics))
+        return _run_diffusion(images, solve, core_in=3, core_out=lambda s: (n_slices,) + s[1:],
+                              settings=settings, progress=progress, name="images",
+                              out_dtype=out_dtype)
     return _run(images, solve, core_in=3, core_out=lambda s: (n_slices,) + s[1:],
                 settings=settings, progress=progress, name="images", out_dtype=out_dtype,
                 tiles=classical_tiles("idt", settings))
@@ -169,6 +218,63 @@ def _run_dask(array, solve, core_in, core_out, device, name, out_dtype):
                          meta=np.empty((0,) * (lead + len(out_core)), dtype=out_dtype), **kwargs)
 
 
+def _prior_option(prior) -> dict:
+    """The ``prior`` keyword as a setting: names and paths are validated, a loaded prior object
+    passes through to the sampler untouched."""
+    return {"prior": str(prior)} if isinstance(prior, (str, Path)) else {}
+
+
+def _sampler(settings, prior, build_problem):
+    """``solve(batch, report)`` for a diffusion method: the posterior mean of each image (and
+    its std, stacked on a new axis 1, with ``return_std``)."""
+    from .solvers import samplers
+
+    prior_source = settings.prior if isinstance(prior, (str, Path)) else prior
+    device = resolve_device(settings.device)
+    samplers.prior_for(prior_source, device)  # a missing or broken checkpoint fails here, early
+    if settings.method == "joint":
+        samplers.prior_for("haze", device)
+
+    def solve(batch: torch.Tensor, report: Progress) -> torch.Tensor:
+        model = samplers.prior_for(prior_source, batch.device)
+        extra = {}
+        problem = build_problem(batch)
+        if settings.method == "joint":
+            extra = dict(haze_prior=samplers.prior_for("haze", batch.device),
+                         haze_std=problem.haze_std)
+        mean, std = samplers.sample(settings.method, problem, model, settings, report, **extra)
+        if settings.return_std:
+            std = torch.zeros_like(mean) if std is None else std
+            return torch.stack((mean, std.to(mean.dtype)))[None]
+        return mean[None]
+
+    return solve
+
+
+def _run_diffusion(array, solve, *, core_in, core_out, settings, progress, name,
+                   out_dtype=np.float32):
+    """``_run`` for the samplers: whole planes (tiling of the samplers is not implemented yet),
+    and ``(mean, std)`` when ``return_std``."""
+    if settings.tile_size is not None:
+        warnings.warn(f"tile_size is ignored by method={settings.method!r}: the diffusion "
+                      "samplers solve whole planes in this version", stacklevel=3)
+    if not settings.return_std:
+        return _run(array, solve, core_in=core_in, core_out=core_out, settings=settings,
+                    progress=progress, name=name, out_dtype=out_dtype)
+    both = _run(array, solve, core_in=core_in, core_out=lambda s: (2, *core_out(s)),
+                settings=settings, progress=progress, name=name, out_dtype=out_dtype)
+    axis = both.ndim - len(core_out(tuple(array.shape[-core_in:]))) - 1
+    index = [slice(None)] * both.ndim
+    mean, std = (both[tuple(index[:axis] + [k])] for k in (0, 1))
+    return mean, _real(std)
+
+
+def _real(array):
+    """The real part of a complex array (the std of complex Δε samples is real)."""
+    complex_ = array.is_complex() if isinstance(array, torch.Tensor) else np.iscomplexobj(array)
+    return array.real if complex_ else array
+
+
 def _nested(progress: Progress, index: int, total: int) -> Progress:
     """Map a solver's inner progress (k of n) onto the whole job (image ``index`` of ``total``)."""
     if progress is None:
@@ -204,8 +310,8 @@ def available_methods(task: str) -> tuple[str, ...]:
 
 def _require_available(task: str, method: str) -> None:
     if method not in _AVAILABLE[task]:
-        raise ValueError(f"method={method!r} needs the diffusion prior sampler, which this version "
-                         f"does not ship yet; available methods: {', '.join(_AVAILABLE[task])}")
+        raise ValueError(f"method={method!r} is not available for {task}; available methods: "
+                         f"{', '.join(_AVAILABLE[task])}")
 
 
 def _as_list(values):

@@ -13,6 +13,7 @@ Auto = Literal["auto"]
 DEBLUR_METHODS = ("ws", "dps", "score_ald", "ddnm", "joint", "tikhonov", "wiener", "rl")
 TIE_METHODS = ("ws", "dps", "score_ald", "ddnm", "tikhonov")
 IDT_METHODS = ("ws", "dps", "score_ald", "ddnm", "tikhonov")
+DIFFUSION_METHODS = ("ws", "dps", "score_ald", "ddnm", "joint")
 WAVELENGTH_RANGE_UM = (0.2, 2.0)
 
 
@@ -38,6 +39,14 @@ class SolverSettings(_Settings):
         if value != "auto" and not value > 0:
             raise ValueError("must be 'auto' or a number > 0")
         return value
+
+    @model_validator(mode="after")
+    def _std_needs_a_sampler(self):
+        method = getattr(self, "method", None)
+        if self.return_std and method not in DIFFUSION_METHODS:
+            raise ValueError(f"return_std=True needs a diffusion method ({', '.join(DIFFUSION_METHODS)}); "
+                             f"method={method!r} gives no uncertainty")
+        return self
 
     @field_validator("device")
     @classmethod

@@ -27,11 +27,17 @@ class FourierProblem:
     classical: torch.Tensor           # the classical estimate (Y, X), physical units
     centre: float                     # x = centre + scale · x_p
     scale: float
-    offset: float = 0.0               # added back after reconstruction (e.g. background)
+    nonnegative: bool = False         # the quantity is ≥ 0 (fluorescence): clip the output
+    haze_std: float | None = None     # estimated haze level (image units), deblur only
 
     @property
     def padded_shape(self) -> tuple[int, int]:
         return tuple(self.transfer.shape)
+
+    @property
+    def noise_floor(self) -> float:
+        """The white part of the noise power (per-pixel variance)."""
+        return float(self.noise_power.min())
 
     def to_prior(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.centre) / self.scale
@@ -55,10 +61,20 @@ class FourierProblem:
 
     def residual_norm(self, x: torch.Tensor) -> float:
         """Whitened data misfit per frequency, ``mean |Ŷ − H X̂|² / (N · npix)`` (≈ 1 at the noise level)."""
+        return float(2 * self.misfit(x) / self.transfer.numel())
+
+    def misfit(self, x: torch.Tensor, inflation: float | torch.Tensor = 0.0) -> torch.Tensor:
+        """Gaussian negative log-likelihood ``½ ‖y − A x‖²_{N⁻¹}`` (differentiable in ``x``);
+        ``inflation`` adds ``inflation · |H|²`` to the noise power (the data-space spread of an
+        iterate that is itself noisy, Jalal et al.'s ``σ_y² + γ_t²``)."""
         x_hat = torch.fft.fft2(self.pad(x))
-        count = x_hat.numel()
-        return float(((self.data_spectrum - self.transfer * x_hat).abs() ** 2
-                      / (self.noise_power * count)).mean())
+        power = self.noise_power + inflation * self.transfer.abs() ** 2
+        count = self.transfer.numel()
+        return 0.5 * ((self.data_spectrum - self.transfer * x_hat).abs() ** 2 / (power * count)).sum()
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction the API returns from the sampler's estimate (physical units)."""
+        return x.clamp_min(0) if self.nonnegative else x
 
 
 def deblur_problem(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
@@ -73,8 +89,9 @@ def deblur_problem(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
     otf, noise, _ = deconvolution._spectra(psf.to(y), tuple(padded.shape), haze_sigma_um / pixel_size_um,
                                            classical.haze_std, classical.noise_sigma)
     noise[0, 0] = noise.min()  # the offset is removed: the mean is measured, not haze
+    noise = noise.clamp_min(1e-6 * float(noise.max()))  # a noiseless estimate must not divide by 0
     return FourierProblem(otf, noise, torch.fft.fft2(padded), crop, estimate,
-                          *_affine(estimate))
+                          *_affine(estimate), nonnegative=True, haze_std=float(classical.haze_std))
 
 
 def tie_problem(stack: torch.Tensor, z_um, *, wavelength_um: float, pixel_size_um: float,
@@ -98,3 +115,109 @@ def _affine(estimate: torch.Tensor) -> tuple[float, float]:
     step = max(1, estimate.numel() // 200_000)
     low, high = torch.quantile(estimate.flatten()[::step].float(), torch.tensor([0.001, 0.999]))
     return float(low + high) / 2, max(float(high - low) / 2, 1e-6)
+
+
+@dataclass
+class IdtProblem:
+    """Slice-wise first-Born IDT for the samplers: the prior governs ``Re Δε`` of every slice
+    (M, Y, X); ``Im Δε`` (absorption) keeps the classical solver's Tikhonov weight ``mu``.
+    Per frequency the data couple all slices: ``ĝ_l = Σ_k H_lk x̂_k`` (``wsprior.physics.idt``)."""
+    transfer: torch.Tensor            # H (L, 2M, Yp, Xp): Re slices first, then Im
+    data_spectrum: torch.Tensor       # ĝ (L, Yp, Xp) of the normalised images
+    noise_variance: float             # σ² of the normalised images (per pixel)
+    mu: float                         # Tikhonov weight of Im Δε (classical units)
+    crop: tuple[slice, slice]
+    classical: torch.Tensor           # Re Δε (M, Y, X) of the Tikhonov solution
+    classical_imag: torch.Tensor      # Im Δε (M, Y, X) of the Tikhonov solution
+    centre: float
+    scale: float
+    ri_medium: float | None = None    # set: outputs are Δn = n − n_medium instead of complex Δε
+
+    def __post_init__(self):
+        self.slices = self.classical.shape[0]
+        self.normal = torch.einsum("lkyx,ljyx->yxkj", self.transfer.conj(), self.transfer)
+        self.projected = torch.einsum("lkyx,lyx->yxk", self.transfer.conj(), self.data_spectrum)
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        return tuple(self.transfer.shape[-2:])
+
+    to_prior = FourierProblem.to_prior
+    from_prior = FourierProblem.from_prior
+    pad = FourierProblem.pad
+
+    @property
+    def noise_floor(self) -> float:
+        return self.noise_variance
+
+    def solve(self, x0: torch.Tensor, precision: float, guidance: float = 1.0
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Re, Im) Δε minimising ``λ ‖g − H x‖²/σ² + ρ ‖Re − x0‖² + μ/σ² ‖Im‖²``."""
+        m = self.slices
+        w = guidance / self.noise_variance
+        penalty = torch.tensor([precision] * m + [self.mu / self.noise_variance] * m,
+                               dtype=self.normal.real.dtype, device=self.normal.device)
+        system = w * self.normal + torch.diag_embed(penalty).to(self.normal.dtype)
+        anchor = torch.zeros_like(self.projected)
+        anchor[..., :m] = torch.fft.fft2(self.pad(x0)).permute(1, 2, 0)
+        rhs = w * self.projected + precision * anchor
+        x_hat = torch.linalg.solve(system, rhs[..., None])[..., 0].permute(2, 0, 1)
+        x = torch.fft.ifft2(x_hat).real[(..., *self.crop)]
+        return x[:m], x[m:]
+
+    def proximal(self, x0: torch.Tensor, precision: float, guidance: float = 1.0) -> torch.Tensor:
+        return self.solve(x0, precision, guidance)[0]
+
+    def misfit(self, x: torch.Tensor, inflation: float | torch.Tensor = 0.0) -> torch.Tensor:
+        """``½ ‖g − H (x, Im_classical)‖²/σ²`` with optional ``inflation · Σ_k |H_lk|²``."""
+        m = self.slices
+        x_hat = torch.fft.fft2(self.pad(torch.cat((x, self.classical_imag))))
+        predicted = torch.einsum("lkyx,kyx->lyx", self.transfer, x_hat.to(self.transfer.dtype))
+        power = self.noise_variance + inflation * self.transfer[:, :m].abs().square().sum(1)
+        count = self.data_spectrum[0].numel()
+        return 0.5 * ((self.data_spectrum - predicted).abs().square() / (power * count)).sum()
+
+    def residual_norm(self, x: torch.Tensor) -> float:
+        return float(2 * self.misfit(x) / self.data_spectrum.numel())
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        """Complex Δε (M, Y, X): ``x`` as the real part, the absorption that best fits the data
+        given it (the proximal solve with ``x`` pinned)."""
+        pinned = 1e6 * float(self.normal.diagonal(dim1=-2, dim2=-1).real.max()) / self.noise_variance
+        _, imag = self.solve(x, pinned)
+        eps = torch.complex(x, imag)
+        if self.ri_medium is None:
+            return eps
+        from ..physics.idt import permittivity_to_ri
+        return permittivity_to_ri(eps, self.ri_medium)
+
+
+def idt_problem(images: torch.Tensor, *, illumination_na, wavelength_um: float, na: float,
+                pixel_size_um: float, n_medium: float, z_um, slice_thickness_um=None,
+                components: str = "permittivity") -> IdtProblem:
+    """Raw brightfield images (L, Y, X) → the sampler's IDT problem around the Tikhonov solution
+    (automatic weight, ``wsprior.solvers.classical.idt``)."""
+    import numpy as np
+
+    from ..physics.idt import idt_transfer_functions, normalize_images
+    from .classical.idt import _default_thickness, _FrequencySolver, idt_tikhonov
+
+    eps, relative = idt_tikhonov(images, illumination_na=illumination_na,
+                                 wavelength_um=wavelength_um, na=na, pixel_size_um=pixel_size_um,
+                                 n_medium=n_medium, z_um=z_um, slice_thickness_um=slice_thickness_um,
+                                 return_regularization=True)
+    g = normalize_images(images)
+    n_leds, ny, nx = g.shape
+    pad = min(ny, nx) // 8
+    padded, crop = mirror_pad(g, (pad, pad), fast_fft=False)
+    z = np.asarray(z_um, dtype=np.float64).reshape(-1)
+    h_re, h_im = idt_transfer_functions(padded.shape[-2:], pixel_size_um, wavelength_um, na,
+                                        n_medium, illumination_na, z,
+                                        _default_thickness(z, slice_thickness_um),
+                                        device=g.device, dtype=g.dtype)
+    transfer = torch.cat((h_re, h_im), dim=1)
+    mu = relative * _FrequencySolver(transfer).scale
+    sigma2 = float(estimate_noise_sigma(g[None])[0].double().square().mean())
+    return IdtProblem(transfer, torch.fft.fft2(padded), sigma2, mu, crop, eps.real.contiguous(),
+                      eps.imag.contiguous(), *_affine(eps.real),
+                      ri_medium=n_medium if components == "ri" else None)

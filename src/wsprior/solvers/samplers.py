@@ -1,0 +1,51 @@
+"""The diffusion posterior samplers behind ``method=`` (DESIGN.md §4) and the priors they load."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from .ddnm import ddnm_sample
+from .dps import dps_sample
+from .joint import joint_sample
+from .score_ald import score_ald_sample
+from .ws import ws_sample
+
+SAMPLERS = {"ws": ws_sample, "dps": dps_sample, "score_ald": score_ald_sample,
+            "ddnm": ddnm_sample}
+DIFFUSION_METHODS = (*SAMPLERS, "joint")
+
+
+def is_diffusion(method: str) -> bool:
+    return method in DIFFUSION_METHODS
+
+
+def prior_for(prior, device: torch.device):
+    """A loaded prior (``"default"``, ``"conventional"``, ``"haze"``, a checkpoint path or a
+    prior object); named and path priors are loaded once per device."""
+    from ..prior import DiffusionPrior
+
+    if isinstance(prior, DiffusionPrior):
+        return prior.to(device)
+    path = Path(str(prior))
+    stamp = path.stat().st_mtime_ns if path.is_file() else 0   # a rewritten file is reloaded
+    return _cached_prior(str(prior), str(device), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_prior(name: str, device: str, stamp: int):
+    from ..prior import load_prior
+
+    return load_prior(name, device=device)
+
+
+def sample(method: str, problem, prior, settings, progress=None, **extra):
+    """Posterior mean and std (``None`` for one sample) of ``problem`` with ``settings``'
+    steps, guidance, samples and seed."""
+    common = dict(steps=settings.steps, guidance=settings.guidance, seed=settings.seed,
+                  n_samples=settings.n_samples, progress=progress)
+    if method == "joint":
+        return joint_sample(problem, prior, extra["haze_prior"], haze_std=extra["haze_std"],
+                            **common)
+    return SAMPLERS[method](problem, prior, **common)

@@ -1,0 +1,181 @@
+"""Diffusion posterior samplers (ws, dps, score_ald, ddnm, joint): on a Gaussian toy problem
+whose posterior is known, and through the public API with a tiny prior trained in-test."""
+from dataclasses import replace
+
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+
+import wsprior
+from test_prior_sampling import SIZE, GaussianToyPrior
+from test_ws_sampler import CROP, _rms
+from wsprior import metrics
+from wsprior.data.blur_haze import WidefieldAcquisition, simulate_deblur_dehaze_pair
+from wsprior.data.idt import led_ring, permittivity_from_ri, simulate_idt_images, volume_phantom
+from wsprior.data.tie import phase_phantom, simulate_defocus_stack
+from wsprior.solvers.ddnm import ddnm_sample
+from wsprior.solvers.dps import dps_sample
+from wsprior.solvers.joint import HAZE_UNIT_STD, joint_sample
+from wsprior.solvers.posterior import DivergenceError
+from wsprior.solvers.problems import FourierProblem
+from wsprior.solvers.score_ald import score_ald_sample
+from wsprior.solvers.ws import ws_sample
+
+SAMPLERS = {"ws": ws_sample, "dps": dps_sample, "score_ald": score_ald_sample,
+            "ddnm": ddnm_sample}
+
+
+@pytest.fixture
+def toy():
+    """A strongly blurred Gaussian toy (the measurement is far from the truth) with its exact
+    posterior mean."""
+    torch.set_grad_enabled(False)
+    prior = GaussianToyPrior()
+    prior.data_range = (-10.0, 10.0)
+    gen = torch.Generator().manual_seed(0)
+    white = torch.randn(SIZE, SIZE, generator=gen, dtype=torch.float64)
+    truth = prior.mean + torch.fft.ifft2(prior.data_power.sqrt() * torch.fft.fft2(white)).real
+    u = torch.fft.fftfreq(SIZE, dtype=torch.float64)
+    transfer = torch.exp(-30 * (u[:, None] ** 2 + u[None, :] ** 2)).to(torch.complex128)
+    y = torch.fft.ifft2(transfer * torch.fft.fft2(truth)).real
+    y = y + 0.1 * torch.randn(SIZE, SIZE, generator=gen, dtype=torch.float64)
+    data = torch.fft.fft2(y)
+    noise = torch.full((SIZE, SIZE), 0.01, dtype=torch.float64)
+    classical = torch.fft.ifft2(transfer.conj() * data / (transfer.abs() ** 2 + 0.1)).real
+    yield prior, transfer, noise, data, y, classical, truth
+    torch.set_grad_enabled(True)
+
+
+def _problem(toy):
+    prior, transfer, noise, data, _, classical, _ = toy
+    return FourierProblem(transfer, noise, data, CROP, classical, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_each_sampler_fits_the_data_and_improves_on_its_input(toy, name):
+    prior, *_, y, _, truth = toy
+    problem = _problem(toy)
+    mean, _ = SAMPLERS[name](problem, prior, steps=30, n_samples=4)
+    assert _rms(mean, truth) < 0.9 * _rms(y, truth)            # beats the blurred measurement
+    assert problem.residual_norm(mean) < 0.5 * problem.residual_norm(prior.mean)  # fits the data
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_same_seed_gives_the_same_result(toy, name):
+    prior = toy[0]
+    problem = _problem(toy)
+    first, _ = SAMPLERS[name](problem, prior, steps=5, seed=3)
+    again, _ = SAMPLERS[name](problem, prior, steps=5, seed=3)
+    other, _ = SAMPLERS[name](problem, prior, steps=5, seed=4)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_a_broken_network_raises_a_clear_error(toy, name):
+    prior = toy[0]
+    prior.noise_prediction = lambda x, t: torch.full_like(x, float("nan"))
+    with pytest.raises(DivergenceError, match="diverged"):
+        SAMPLERS[name](_problem(toy), prior, steps=5)
+
+
+def test_joint_sampler_separates_signal_and_haze():
+    """y = A x + h + e with a Gaussian signal prior and a smooth Gaussian haze prior: the joint
+    sampler's signal estimate beats the measurement and ignoring the haze."""
+    torch.set_grad_enabled(False)
+    try:
+        signal_prior, haze_prior = GaussianToyPrior(), GaussianToyPrior()
+        signal_prior.data_range = haze_prior.data_range = (-10.0, 10.0)
+        u = torch.fft.fftfreq(SIZE, dtype=torch.float64)
+        radius2 = u[:, None] ** 2 + u[None, :] ** 2
+        haze_prior.mean = torch.zeros(SIZE, SIZE, dtype=torch.float64)
+        haze_prior.data_power = 0.5 * SIZE ** 2 * (radius2 == 0) + 20 * torch.exp(-radius2 / 0.002)
+        gen = torch.Generator().manual_seed(1)
+
+        def draw(p):
+            white = torch.fft.fft2(torch.randn(SIZE, SIZE, generator=gen, dtype=torch.float64))
+            return p.mean + torch.fft.ifft2(p.data_power.sqrt() * white).real
+
+        truth, haze = draw(signal_prior), draw(haze_prior)
+        transfer = torch.exp(-4 * radius2).to(torch.complex128)
+        y = torch.fft.ifft2(transfer * torch.fft.fft2(truth)).real + haze
+        y = y + 0.05 * torch.randn(SIZE, SIZE, generator=gen, dtype=torch.float64)
+        noise = torch.full((SIZE, SIZE), 0.0025, dtype=torch.float64)
+        problem = FourierProblem(transfer, noise, torch.fft.fft2(y), CROP, y.clone(), 0.0, 1.0)
+        mean, _ = joint_sample(problem, signal_prior, haze_prior, haze_std=HAZE_UNIT_STD,
+                               steps=30, n_samples=4)
+        ignoring_haze, _ = ws_sample(problem, signal_prior, steps=30, n_samples=4)
+        assert _rms(mean, truth) < 0.7 * _rms(y, truth)
+        assert _rms(mean, truth) < 0.8 * _rms(ignoring_haze, truth)
+    finally:
+        torch.set_grad_enabled(True)
+
+
+# -- through the public API, with a tiny prior trained in the test session -------------------
+
+ACQ = WidefieldAcquisition()
+OPTICS = dict(na=ACQ.na, wavelength_um=ACQ.wavelength_um, pixel_size_um=ACQ.pixel_size_um,
+              haze_sigma_um=ACQ.haze_sigma_um)
+
+
+@pytest.fixture(scope="module")
+def widefield():
+    return simulate_deblur_dehaze_pair((128, 128), replace(ACQ, photons=500), seed=5)
+
+
+@pytest.mark.parametrize("method", ["ws", "dps", "ddnm", "joint"])
+def test_api_samplers_improve_on_the_input(tiny_prior, widefield, method):
+    image, truth = widefield
+    out = wsprior.deblur_dehaze(image, method=method, prior=tiny_prior, steps=20, **OPTICS)
+    assert out.shape == image.shape and out.dtype == np.float32
+    assert metrics.psnr(truth, out) > metrics.psnr(truth, image) + 2.0  # weak prior: small margin
+
+
+def test_api_score_ald_runs_but_needs_more_steps_than_the_others(tiny_prior, widefield):
+    """One Langevin step per noise level lags behind the annealing (the iterate keeps more noise
+    than the level the network assumes), so at 20 steps Score-ALD does not yet beat the input
+    here; it does on the Gaussian toy (above). Recorded, not hidden: see docs/benchmarks.md."""
+    image, truth = widefield
+    out = wsprior.deblur_dehaze(image, method="score_ald", prior=tiny_prior, steps=20, **OPTICS)
+    assert out.shape == image.shape and np.isfinite(out).all()
+
+
+def test_api_uncertainty_and_dask(tiny_prior, widefield):
+    image, _ = widefield
+    mean, std = wsprior.deblur_dehaze(image, method="ws", prior=tiny_prior, steps=5, n_samples=3,
+                                      return_std=True, **OPTICS)
+    assert mean.shape == std.shape == image.shape and float(std.mean()) > 0
+    lazy = wsprior.deblur_dehaze(da.from_array(np.stack([image, image]), chunks=(1, 128, 128)),
+                                 method="ws", prior=tiny_prior, steps=5, **OPTICS)
+    assert isinstance(lazy, da.Array)
+    direct = wsprior.deblur_dehaze(image, method="ws", prior=tiny_prior, steps=5, **OPTICS)
+    np.testing.assert_allclose(lazy.compute()[1], direct, rtol=1e-5, atol=1e-6)
+
+
+def test_api_tie_sampler_beats_the_zero_estimate(tiny_prior):
+    rng = np.random.default_rng(7)
+    optics = dict(wavelength_um=0.53, pixel_size_um=0.2, n_medium=1.33, z_um=[-2.0, 0.0, 2.0])
+    phase = phase_phantom((64, 64), optics["pixel_size_um"], rng, max_phase_rad=2.0)
+    stack = simulate_defocus_stack(phase, optics["z_um"], noise_std=0.01, rng=rng,
+                                   **{k: optics[k] for k in ("wavelength_um", "pixel_size_um", "n_medium")})
+    out = wsprior.tie_phase(stack, method="ws", prior=tiny_prior, steps=10, **optics)
+    assert out.shape == phase.shape and abs(float(out.mean())) < 1e-5
+    assert metrics.zero_mean_rmse(phase, out) < 0.9 * metrics.zero_mean_rmse(phase, 0 * phase)
+
+
+def test_api_idt_sampler_beats_the_zero_estimate(tiny_prior):
+    rng = np.random.default_rng(3)
+    optics = dict(wavelength_um=0.53, na=0.4, pixel_size_um=0.25, n_medium=1.33, z_um=[0.0],
+                  slice_thickness_um=2.0)
+    leds = led_ring(8, 0.38)
+    delta_n, kappa = volume_phantom(1, (64, 64), optics["pixel_size_um"], rng, max_delta_n=0.01)
+    eps = permittivity_from_ri(delta_n, kappa, optics["n_medium"])
+    images = simulate_idt_images(eps, illumination_na=leds, photons=2000, rng=rng, **optics)
+    out = wsprior.idt(images, method="ws", prior=tiny_prior, steps=10, illumination_na=leds,
+                      **optics)
+    assert out.shape == delta_n.shape and out.dtype == np.float32
+    assert metrics.zero_mean_rmse(delta_n, out) < 0.85 * metrics.zero_mean_rmse(delta_n, 0 * delta_n)
+    eps_mean, eps_std = wsprior.idt(images, method="ws", prior=tiny_prior, steps=5, n_samples=2,
+                                    return_std=True, components="permittivity",
+                                    illumination_na=leds, **optics)
+    assert np.iscomplexobj(eps_mean) and not np.iscomplexobj(eps_std)
