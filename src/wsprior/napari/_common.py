@@ -1,6 +1,7 @@
-"""Plumbing shared by the three task widgets (the ``TaskWidget`` base): input-layer selection,
-the background worker with progress/ETA and cancellation, notifications instead of tracebacks,
-and Save/Load of parameters in the CLI's YAML schema.
+"""Plumbing shared by the plugin's dock widgets. ``RunnerWidget``: parameter fields, the
+background worker with progress/ETA and cancellation, notifications instead of tracebacks.
+``TaskWidget`` (the three reconstruction widgets) adds input-layer selection and Save/Load of
+parameters in the CLI's YAML schema.
 
 No physics here: a task widget declares its fields (``_fields``), says how to call its
 ``wsprior.api`` function and how to turn the result into layers (``_layers``).
@@ -17,7 +18,7 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QEvent, QObject, Signal
 
 from .. import io
 from ..settings import validated
@@ -35,14 +36,29 @@ class Cancelled(Exception):
 
 # ----------------------------------------------------------------------------------- worker
 class _ProgressRelay(QObject):
-    """Carries (done, total) from the worker thread to the GUI thread (queued connection)."""
-    progressed = Signal(int, int)
+    """Carries (done, total, note) from the worker thread to the GUI thread (queued connection)."""
+    progressed = Signal(int, int, str)
 
 
 @dataclass
 class _Outcome:
     result: object = None
     error: BaseException | None = None
+
+
+class _OnFirstShow(QObject):
+    """Calls ``callback`` once, when ``watched`` is first shown (napari's style applied)."""
+
+    def __init__(self, watched, callback):
+        super().__init__(watched)
+        self._callback = callback
+        watched.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Type.Show:
+            watched.removeEventFilter(self)
+            self._callback()
+        return False
 
 
 def format_seconds(seconds: float) -> str:
@@ -52,16 +68,15 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
-class TaskWidget(Container):
-    """Base of the three task widgets. Subclasses set ``task``, ``model``, ``title`` and
-    implement ``_acquisition_fields`` and ``_prepare``; optionally ``_add_extra_inputs``,
-    ``_method_fields``, ``_update_method_fields`` and ``_on_input_changed``."""
+class RunnerWidget(Container):
+    """Base of the plugin's dock widgets: named parameter fields, Run / Cancel, a progress bar
+    with ETA and a status line. Subclasses set ``title``, append their fields, call
+    ``_add_run_controls`` and implement ``_prepare_run``."""
 
-    task: str = ""
-    model = None
     title: str = ""
-    input_label: str = "input"
-    input_tooltip: str = ""
+    discard_result_on_cancel: bool = True
+    """Drop a result that arrives after Cancel (True for in-memory results; a widget whose work
+    has already written files says False and reports what was written)."""
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True, scrollable=False)
@@ -71,6 +86,205 @@ class TaskWidget(Container):
         self._relay = None
         self._started = 0.0
         self.fields: dict[str, Field] = {}
+        _OnFirstShow(self.native, self._fit_label_widths)
+
+    # -- subclass hooks -----------------------------------------------------------------------
+    def _prepare_run(self):
+        """Validate the parameters (raise ValueError) and return ``(work, finish, what)``:
+        ``work(progress)`` runs in the worker thread and calls the library, ``finish(result)``
+        runs in the GUI thread and returns the layers it added, ``what`` is the running status."""
+        raise NotImplementedError
+
+    def _done_note(self, added: list) -> str:
+        return f"added {', '.join(repr(a.name) for a in added)}"
+
+    def _not_done_note(self) -> str:
+        """What a cancelled or failed run left behind."""
+        return "no layer added"
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _add(self, field: Field) -> None:
+        self.fields[field.widget.name] = field
+        self.append(field.widget)
+
+    def parameters(self) -> dict:
+        """Current parameters with the API / CLI-YAML names (raises ValueError on bad text)."""
+        return {name: field.get() for name, field in self.fields.items()}
+
+    def set_parameters(self, values: dict) -> None:
+        for name, value in values.items():
+            if name in self.fields:
+                self.fields[name].set(value)
+
+    def _announce(self, message: str) -> None:
+        show_info(f"{self.title}: {message}")
+
+    def _fit_label_widths(self) -> None:
+        """Align the fields in one column: magicgui sizes the labels in the default font but
+        napari's style draws them larger, so long labels pushed their fields to the right."""
+        rows = [row for row in map(lambda w: w._labeled_widget(), self) if row is not None]
+        if rows:
+            widest = max(row._label_widget.native.sizeHint().width() for row in rows)
+            for row in rows:
+                row.label_width = widest
+
+    @staticmethod
+    def _guarded(action) -> bool:
+        try:
+            action()
+            return True
+        except ValueError as error:
+            show_error(str(error))
+            return False
+
+    # -- layer list ---------------------------------------------------------------------------
+    def _follow_layers(self) -> None:
+        """Refresh the layer choices whenever the viewer's layer list changes."""
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                      self.viewer.layers.events.moved):
+            event.connect(self._layers_changed)
+
+    def _layers_changed(self, event=None) -> None:
+        try:
+            self.reset_choices()
+        except RuntimeError:  # the widget's Qt side was deleted (dock closed): stop listening
+            for emitter in (self.viewer.layers.events.inserted,
+                            self.viewer.layers.events.removed, self.viewer.layers.events.moved):
+                emitter.disconnect(self._layers_changed)
+
+    # -- run / cancel -------------------------------------------------------------------------
+    def _add_run_controls(self) -> None:
+        """Append the Run / Cancel row, the progress bar and the status line."""
+        self.run_button = PushButton(text="Run", name="run")
+        self.cancel_button = PushButton(text="Cancel", name="cancel", enabled=False)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.progress = ProgressBar(name="progress", value=0, min=0, max=_PROGRESS_STEPS,
+                                    label="progress")
+        self.status = Label(name="status", value="ready")
+        self.status.label = ""
+        self.append(button_row("run_row", "", self.run_button, self.cancel_button))
+        self.append(self.progress)
+        self.append(self.status)
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def run(self, *_args) -> None:
+        """Validate in the GUI thread (immediate feedback), then work in a worker thread."""
+        if self.running:
+            return
+        try:
+            work, finish, what = self._prepare_run()
+        except ValueError as error:
+            show_error(str(error))
+            self.status.value = "invalid parameters — see the notification"
+            return
+        self._start(work, finish, what)
+
+    def cancel(self, *_args) -> None:
+        if self.running:
+            self._cancel.set()
+            self.cancel_button.enabled = False
+            self.status.value = "cancelling…"
+
+    def _start(self, work, finish, what: str) -> None:
+        cancel = self._cancel
+        cancel.clear()
+        relay = _ProgressRelay()
+        relay.progressed.connect(self._on_progress)
+        discard_late_result = self.discard_result_on_cancel
+
+        def progress(done: int, total: int, note: str = "") -> None:
+            if cancel.is_set():
+                raise Cancelled
+            relay.progressed.emit(int(done), int(total), note)
+
+        def job() -> _Outcome:
+            # Never raises: expected failures (bad data, cancellation) come back as values and
+            # are reported in the GUI thread as notifications, not tracebacks.
+            try:
+                if cancel.is_set():
+                    raise Cancelled
+                result = work(progress)
+                if discard_late_result and cancel.is_set():
+                    raise Cancelled
+                return _Outcome(result=result)
+            except Exception as error:  # noqa: BLE001
+                return _Outcome(error=error)
+
+        self._relay = relay
+        self.worker = create_worker(job, _start_thread=False)
+        self.worker.returned.connect(lambda outcome: self._on_returned(outcome, finish))
+        self.worker.finished.connect(self._on_finished)
+        self._started = time.perf_counter()
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress.native.setRange(0, 0)  # busy indicator until the first progress report
+        self.status.value = what
+        self.worker.start()
+
+    def _on_progress(self, done: int, total: int, note: str) -> None:
+        if not self.running or total <= 0 or self._cancel.is_set():
+            return
+        fraction = min(max(done / total, 0.0), 1.0)
+        self.progress.native.setRange(0, _PROGRESS_STEPS)
+        self.progress.value = int(round(fraction * _PROGRESS_STEPS))
+        elapsed = time.perf_counter() - self._started
+        eta = format_seconds(elapsed * (1 - fraction) / fraction) if fraction > 0 else "–"
+        count = f" · {note}" if note else f" ({done}/{total})"  # a note may count its own way
+        self.status.value = (f"{100 * fraction:.0f} %{count} · elapsed "
+                             f"{format_seconds(elapsed)} · ETA {eta}"
+                             if fraction < 1 else f"finishing… {format_seconds(elapsed)}")
+
+    def _on_returned(self, outcome: _Outcome, finish) -> None:
+        elapsed = format_seconds(time.perf_counter() - self._started)
+        error = outcome.error
+        if error is None and self._cancel.is_set() and self.discard_result_on_cancel:
+            error = Cancelled()
+        self.progress.native.setRange(0, _PROGRESS_STEPS)
+        self.progress.value = 0
+        if isinstance(error, Cancelled):
+            self.status.value = f"cancelled after {elapsed}; {self._not_done_note()}"
+            show_info(f"{self.title}: cancelled")
+            return
+        if error is not None:
+            if isinstance(error, ValueError):  # bad input: the api's message says it all
+                message = str(error)
+            else:  # unexpected: the notification stays short, the log keeps the traceback
+                message = f"{type(error).__name__}: {error}"
+                _log.error("%s failed", self.title, exc_info=error)
+            self.status.value = f"failed — see the notification; {self._not_done_note()}"
+            show_error(f"{self.title}: {message}")
+            return
+        try:
+            added = finish(outcome.result)
+        except ValueError as failure:
+            show_error(f"{self.title}: {failure}")
+            return
+        self.progress.value = _PROGRESS_STEPS
+        self.status.value = f"done in {elapsed}: {self._done_note(added)}"
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._relay = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+
+
+class TaskWidget(RunnerWidget):
+    """Base of the three task widgets. Subclasses set ``task``, ``model``, ``title`` and
+    implement ``_acquisition_fields`` and ``_prepare``; optionally ``_add_extra_inputs``,
+    ``_method_fields``, ``_update_method_fields`` and ``_on_input_changed``."""
+
+    task: str = ""
+    model = None
+    input_label: str = "input"
+    input_tooltip: str = ""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
 
         self.input = ComboBox(name="input", label=self.input_label,
                               choices=lambda _w: image_layers(self.viewer, self.task),
@@ -112,28 +326,16 @@ class TaskWidget(Container):
         self._add(int_field("tile_size", "tile size (px, 0 = whole)", 0, maximum=65536,
                             zero_is_none=True, tooltip="tile edge in pixels for large images"))
 
-        self.run_button = PushButton(text="Run", name="run")
-        self.cancel_button = PushButton(text="Cancel", name="cancel", enabled=False)
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
-        self.progress = ProgressBar(name="progress", value=0, min=0, max=_PROGRESS_STEPS,
-                                    label="progress")
-        self.status = Label(name="status", value="ready")
-        self.status.label = ""
+        self._add_run_controls()
         save = PushButton(text="Save parameters…", name="save")
         load = PushButton(text="Load parameters…", name="load")
         save.changed.connect(self._save_dialog)
         load.changed.connect(self._load_dialog)
-        self.append(button_row("run_row", "", self.run_button, self.cancel_button))
-        self.append(self.progress)
-        self.append(self.status)
         self.append(button_row("parameter_row", "parameters", save, load))
 
         self.fields["method"].widget.changed.connect(self._method_changed)
         self._method_changed()
-        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed,
-                      napari_viewer.layers.events.moved):
-            event.connect(self._layers_changed)
+        self._follow_layers()
         self._input_changed()
 
     # -- subclass hooks -----------------------------------------------------------------------
@@ -155,19 +357,6 @@ class TaskWidget(Container):
         """Prefill from the selected layer (beyond pixel size and stored parameters)."""
 
     # -- parameters ---------------------------------------------------------------------------
-    def _add(self, field: Field) -> None:
-        self.fields[field.widget.name] = field
-        self.append(field.widget)
-
-    def parameters(self) -> dict:
-        """Current parameters with the API / CLI-YAML names (raises ValueError on bad text)."""
-        return {name: field.get() for name, field in self.fields.items()}
-
-    def set_parameters(self, values: dict) -> None:
-        for name, value in values.items():
-            if name in self.fields:
-                self.fields[name].set(value)
-
     def check_parameters(self, params: dict) -> None:
         """Validate against the settings model (the API's and CLI's own check)."""
         validated(self.model, **params)
@@ -212,24 +401,7 @@ class TaskWidget(Container):
         if path:
             self._guarded(lambda: self.load_parameters(path))
 
-    @staticmethod
-    def _guarded(action) -> bool:
-        try:
-            action()
-            return True
-        except ValueError as error:
-            show_error(str(error))
-            return False
-
     # -- input layer --------------------------------------------------------------------------
-    def _layers_changed(self, event=None) -> None:
-        try:
-            self.reset_choices()
-        except RuntimeError:  # the widget's Qt side was deleted (dock closed): stop listening
-            for emitter in (self.viewer.layers.events.inserted,
-                            self.viewer.layers.events.removed, self.viewer.layers.events.moved):
-                emitter.disconnect(self._layers_changed)
-
     def _input_changed(self, *_args) -> None:
         layer = self.input.value
         if layer is None or "tile_size" not in self.fields:  # not built yet
@@ -253,116 +425,20 @@ class TaskWidget(Container):
     def _update_method_fields(self, method: str) -> None:
         """Enable the method-specific fields (subclasses)."""
 
-    # -- run / cancel -------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self.worker is not None
-
+    # -- run ----------------------------------------------------------------------------------
     def run(self, *_args) -> None:
-        """Validate in the GUI thread (immediate feedback), then solve in a worker thread."""
-        if self.running:
-            return
-        layer = self.input.value
-        if layer is None:
+        if not self.running and self.input.value is None:
             show_error(f"{self.title}: choose an input image layer first")
             return
-        try:
-            params = self.parameters()
-            self.check_parameters(params)
-            work, add_layers = self._prepare(layer, params)
-        except ValueError as error:
-            show_error(str(error))
-            self.status.value = "invalid parameters — see the notification"
-            return
-        self._start(layer, work, add_layers, params["method"])
+        super().run()
 
-    def cancel(self, *_args) -> None:
-        if self.running:
-            self._cancel.set()
-            self.cancel_button.enabled = False
-            self.status.value = "cancelling…"
-
-    def _start(self, layer: Image, work, add_layers, method: str) -> None:
-        cancel = self._cancel
-        cancel.clear()
-        relay = _ProgressRelay()
-        relay.progressed.connect(self._on_progress)
-
-        def progress(done: int, total: int) -> None:
-            if cancel.is_set():
-                raise Cancelled
-            relay.progressed.emit(int(done), int(total))
-
-        def job() -> _Outcome:
-            # Never raises: expected failures (bad data, cancellation) come back as values and
-            # are reported in the GUI thread as notifications, not tracebacks.
-            try:
-                if cancel.is_set():
-                    raise Cancelled
-                data = layer_data(layer)
-                result = work(data, progress)
-                if cancel.is_set():
-                    raise Cancelled
-                return _Outcome(result=result)
-            except Exception as error:  # noqa: BLE001
-                return _Outcome(error=error)
-
-        self._relay = relay
-        self.worker = create_worker(job, _start_thread=False)
-        self.worker.returned.connect(lambda outcome: self._on_returned(outcome, add_layers))
-        self.worker.finished.connect(self._on_finished)
-        self._started = time.perf_counter()
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self.progress.native.setRange(0, 0)  # busy indicator until the first progress report
-        self.status.value = f"running {method} on {layer.name!r}…"
-        self.worker.start()
-
-    def _on_progress(self, done: int, total: int) -> None:
-        if not self.running or total <= 0 or self._cancel.is_set():
-            return
-        fraction = min(max(done / total, 0.0), 1.0)
-        self.progress.native.setRange(0, _PROGRESS_STEPS)
-        self.progress.value = int(round(fraction * _PROGRESS_STEPS))
-        elapsed = time.perf_counter() - self._started
-        eta = format_seconds(elapsed * (1 - fraction) / fraction) if fraction > 0 else "–"
-        self.status.value = (f"{100 * fraction:.0f} % ({done}/{total}) · elapsed "
-                             f"{format_seconds(elapsed)} · ETA {eta}"
-                             if fraction < 1 else f"finishing… {format_seconds(elapsed)}")
-
-    def _on_returned(self, outcome: _Outcome, add_layers) -> None:
-        elapsed = format_seconds(time.perf_counter() - self._started)
-        error = outcome.error
-        if error is None and self._cancel.is_set():
-            error = Cancelled()
-        self.progress.native.setRange(0, _PROGRESS_STEPS)
-        self.progress.value = 0
-        if isinstance(error, Cancelled):
-            self.status.value = f"cancelled after {elapsed}; no layer added"
-            show_info(f"{self.title}: cancelled")
-            return
-        if error is not None:
-            if isinstance(error, ValueError):  # bad input: the api's message says it all
-                message = str(error)
-            else:  # unexpected: the notification stays short, the log keeps the traceback
-                message = f"{type(error).__name__}: {error}"
-                _log.error("%s failed", self.title, exc_info=error)
-            self.status.value = "failed — see the notification; no layer added"
-            show_error(f"{self.title}: {message}")
-            return
-        try:
-            added = add_layers(outcome.result)
-        except ValueError as failure:
-            show_error(f"{self.title}: {failure}")
-            return
-        self.progress.value = _PROGRESS_STEPS
-        self.status.value = f"done in {elapsed}: added {', '.join(repr(a.name) for a in added)}"
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self._relay = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
+    def _prepare_run(self):
+        layer = self.input.value
+        params = self.parameters()
+        self.check_parameters(params)
+        work, add_layers = self._prepare(layer, params)
+        return (lambda progress: work(layer_data(layer), progress), add_layers,
+                f"running {params['method']} on {layer.name!r}…")
 
     # -- helpers for subclasses ---------------------------------------------------------------
     def add_image(self, data, name: str, geometry: dict, params: dict, source: Image, **kwargs):

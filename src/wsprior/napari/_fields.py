@@ -115,6 +115,22 @@ def auto_field(name, label, *, tooltip=None) -> Field:
     return Field(widget, lambda: parse_auto(widget.value, name), set_value)
 
 
+def scientific_field(name, label, value, *, tooltip=None) -> Field:
+    """A float typed as text, for values spanning decades (``2e-4``)."""
+    widget = LineEdit(name=name, label=label, value=f"{value:g}", tooltip=tooltip)
+
+    def get():
+        text = str(widget.value).strip()
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{name}: expected a number such as 2e-4 (got {text!r})") from None
+
+    def set_value(v):
+        widget.value = f"{float(v):g}"
+    return Field(widget, get, set_value)
+
+
 def list_field(name, label, values, *, tooltip=None) -> Field:
     widget = LineEdit(name=name, label=label, value=format_floats(values), tooltip=tooltip)
 
@@ -150,6 +166,18 @@ def prior_field() -> Field:
 
     def set_value(v):
         widget.line_edit.value = "" if v in (None, "default") else str(v)
+    return Field(widget, get, set_value)
+
+
+def path_field(name, label, *, mode="r", filter=None, tooltip=None) -> Field:
+    """A file or folder (``mode`` "r", "w" or "d"); empty text → None."""
+    widget = FileEdit(name=name, label=label, mode=mode, filter=filter, tooltip=tooltip)
+
+    def get():
+        return widget.line_edit.value.strip() or None
+
+    def set_value(v):
+        widget.line_edit.value = "" if v is None else str(v)
     return Field(widget, get, set_value)
 
 

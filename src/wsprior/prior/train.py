@@ -11,10 +11,11 @@ import copy
 import csv
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,21 +54,28 @@ class TrainConfig(BaseModel):
 
 
 def train(config: TrainConfig, output: str | Path, *, command: str | None = None,
-          progress: Callable[[int, int, float], None] | None = None) -> Path:
+          progress: Callable[[int, int, float], None] | None = None,
+          extra_images: Mapping[str, np.ndarray] | None = None) -> Path:
     """Train (resuming from ``OUTPUT.train.safetensors`` if present) and export the EMA weights
-    in half precision to ``output`` (.safetensors + .json). Returns the exported path."""
+    in half precision to ``output`` (.safetensors + .json). Returns the exported path.
+
+    ``progress(step, total, running_loss)`` is called after every step; an exception raised in
+    it stops training before ``output`` is written (cancellation). ``extra_images`` adds
+    in-memory training images to ``config.data`` by name (e.g. napari layers): the 2D planes of
+    each (..., Y, X) array, scaled like TIFF planes."""
     output = Path(output)
     if output.suffix != ".safetensors":
         raise ValueError(f"output must end in .safetensors; got {output.name!r}")
     output.parent.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    images, description = _training_images(config)
+    images, description = _training_images(config, extra_images or {})
     sampler = training_set.PatchSampler(images, config.patch_size, config.seed)
     network = UNet(config.network).to(device)
     ema = copy.deepcopy(network).requires_grad_(False)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate)
-    state_path = output.with_suffix(".train.safetensors")
+    state_files = training_state_files(output)
+    state_path = state_files[0]
     step = _resume(state_path, network, ema, optimizer) if state_path.exists() else 0
     metadata = PriorMetadata(
         kind=config.kind, network=config.network, sde=config.sde, noise_family=config.family(),
@@ -75,16 +83,17 @@ def train(config: TrainConfig, output: str | Path, *, command: str | None = None
         training_data_sha256=training_set.fingerprint(images), steps=step,
         training_device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         training_command=command or " ".join(sys.argv), package_version=__version__)
-    loss = _loop(config, network, ema, optimizer, sampler, device, step, metadata, state_path, progress)
+    loss = _loop(config, network, ema, optimizer, sampler, device, step, metadata, state_files, progress)
     final = metadata.model_copy(update={"steps": config.steps, "final_loss": loss})
     save_checkpoint(output, {f"ema.{k}": v.half() for k, v in ema.state_dict().items()}, final)
     return output
 
 
-def _loop(config, network, ema, optimizer, sampler, device, step, metadata, state_path, progress):
+def _loop(config, network, ema, optimizer, sampler, device, step, metadata, state_files, progress):
     sde, family = VPSDE(config.sde), config.family()
     generator = torch.Generator().manual_seed(config.seed + step)
-    log = _LossLog(state_path.with_suffix("").with_suffix(".loss.csv"))
+    state_path, _, log_path = state_files
+    log = _LossLog(log_path)
     running, started = None, time.perf_counter()
     while step < config.steps:
         x0 = sampler(config.batch_size).to(device)
@@ -119,7 +128,13 @@ def _ema_update(ema: torch.nn.Module, network: torch.nn.Module, decay: float) ->
             target.copy_(source)
 
 
-def _training_images(config: TrainConfig):
+def training_state_files(output: str | Path) -> tuple[Path, Path, Path]:
+    """What ``train`` keeps beside ``output`` to resume: the state, its JSON sidecar, the loss log."""
+    state = Path(output).with_suffix(".train.safetensors")
+    return state, state.with_suffix(".json"), state.with_suffix("").with_suffix(".loss.csv")
+
+
+def _training_images(config: TrainConfig, extra_images: Mapping[str, np.ndarray]):
     images, parts = [], []
     for source in config.data:
         if source == "synthetic":
@@ -131,6 +146,10 @@ def _training_images(config: TrainConfig):
             planes = training_set.tiff_images([source])
             images += planes
             parts.append(f"{len(planes)} planes from {source}")
+    for name, data in extra_images.items():
+        planes = training_set.array_planes(data)
+        images += planes
+        parts.append(f"{len(planes)} planes from {name}")
     return images, "; ".join(parts)
 
 

@@ -23,10 +23,10 @@ DEFAULT_ZETA = 1.0
 
 
 def dps_sample(problem, prior, *, steps=None, guidance="auto", warm_start=True, seed=0,
-               n_samples=1, progress=None):
+               n_samples=1, origin=(0, 0), progress=None):
     zeta = DEFAULT_ZETA if guidance == "auto" else float(guidance)
 
-    def make_step(problem, prior, generator):
+    def make_step(problem, prior, noise):
         unit = problem.noise_floor ** 0.5 / problem.scale   # whitened → prior units
 
         def step(x, t, t_next):
@@ -46,4 +46,5 @@ def dps_sample(problem, prior, *, steps=None, guidance="auto", warm_start=True, 
         return step
 
     return posterior_sample(problem, prior, make_step, steps=steps, warm_start=warm_start,
-                            seed=seed, n_samples=n_samples, progress=progress)
+                            seed=seed, n_samples=n_samples, progress=progress,
+                            origin=origin)

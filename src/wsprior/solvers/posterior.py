@@ -2,12 +2,15 @@
 the initial state, the loop with progress and divergence checks, and posterior mean / std over
 ``n_samples`` draws.
 
-A sampler is a *step factory* ``make_step(problem, prior, generator) -> step`` with
+A sampler is a *step factory* ``make_step(problem, prior, noise) -> step`` with
 ``step(x, t, t_next) -> (x_next, x̂_0)`` in the prior's units (``problem.to_prior``); a factory
-may keep state of its own (the joint sampler's haze) in the closure it returns.
+may keep state of its own (the joint sampler's haze) in the closure it returns. ``noise`` is the
+sample's ``PositionalNoise``: every random draw is a fixed field in image coordinates, so a tile
+of a plane draws the same noise as the whole plane at the same pixels (``wsprior.tiling``).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -30,25 +33,28 @@ class DivergenceError(ValueError):
 
 def posterior_sample(problem, prior, make_step: StepFactory, *, steps: int | None = None,
                      warm_start: bool = True, seed: int = 0, n_samples: int = 1,
-                     progress: Callable[[int, int], None] | None = None
+                     progress: Callable[[int, int], None] | None = None,
+                     origin: tuple[int, int] = (0, 0)
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Posterior mean (and per-pixel std when ``n_samples > 1``) in physical units.
-    ``progress(done, total)`` counts network evaluations' steps over all samples."""
+    ``progress(done, total)`` counts network evaluations' steps over all samples. ``origin``:
+    the image pixel of the problem's top-left corner (a tile's window), so the initial noise
+    is the same field whether a plane is solved whole or tile by tile."""
     steps = steps or DEFAULT_STEPS
     samples = []
     for index in range(n_samples):
-        generator = torch.Generator().manual_seed(seed + index)
         report = _offset_progress(progress, index, n_samples)
-        samples.append(_one_sample(problem, prior, make_step, steps, warm_start, generator, report))
+        noise = PositionalNoise(seed + index, origin)
+        samples.append(_one_sample(problem, prior, make_step, steps, warm_start, noise, report))
     stack = torch.stack(samples)
     std = stack.std(dim=0) if n_samples > 1 else None
     return stack.mean(dim=0), std
 
 
-def _one_sample(problem, prior, make_step, steps, warm_start, generator, progress):
+def _one_sample(problem, prior, make_step, steps, warm_start, noise, progress):
     times = schedule(prior.sde, steps, warm_start, problem.classical.device)
-    x = initial_state(problem, prior, times[0], warm_start, generator)
-    step = make_step(problem, prior, generator)
+    x = initial_state(problem, prior, times[0], warm_start, noise)
+    step = make_step(problem, prior, noise)
     reference = problem.residual_norm(problem.classical)
     x0 = problem.to_prior(problem.classical)
     for i in range(steps):
@@ -71,19 +77,59 @@ def schedule(sde, steps: int, warm_start: bool, device) -> torch.Tensor:
 
 
 def initial_state(problem, prior, t: torch.Tensor, warm_start: bool,
-                  generator: torch.Generator) -> torch.Tensor:
+                  noise: PositionalNoise) -> torch.Tensor:
     """Structured noise ``K_ref z`` at t = 1, or the classical solution diffused to ``t``."""
     start = problem.to_prior(problem.classical)
-    noise = structured_noise(prior, start, generator)
+    diffusion = structured_noise(prior, start, noise)
     if not warm_start:
-        return noise
-    return prior.sde.alpha(t) * start + prior.sde.sigma(t) * noise
+        return diffusion
+    return prior.sde.alpha(t) * start + prior.sde.sigma(t) * diffusion
 
 
-def structured_noise(prior, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+NOISE_BLOCK = 64
+
+
+def positional_normal(shape: tuple[int, ...], origin: tuple[int, int], seed: int) -> torch.Tensor:
+    """Standard normal noise ``shape`` (..., Y, X) whose value at image pixel ``origin + (y, x)``
+    depends only on the seed, the leading index and the pixel: drawn in ``NOISE_BLOCK``² blocks
+    of the infinite image grid, each from its own generator. Any window of a plane therefore
+    sees the same noise as the whole plane."""
+    *lead, ny, nx = shape
+    y0, x0 = origin
+    planes = []
+    for channel in range(math.prod(lead)):
+        rows = []
+        for by in range(y0 // NOISE_BLOCK, (y0 + ny - 1) // NOISE_BLOCK + 1):
+            row = [_block(seed, channel, by, bx)
+                   for bx in range(x0 // NOISE_BLOCK, (x0 + nx - 1) // NOISE_BLOCK + 1)]
+            rows.append(torch.cat(row, dim=1))
+        grid = torch.cat(rows, dim=0)
+        top, left = y0 - (y0 // NOISE_BLOCK) * NOISE_BLOCK, x0 - (x0 // NOISE_BLOCK) * NOISE_BLOCK
+        planes.append(grid[top:top + ny, left:left + nx])
+    return torch.stack(planes).reshape(shape)
+
+
+def _block(seed: int, channel: int, by: int, bx: int) -> torch.Tensor:
+    key = hash((seed, channel, by, bx)) & 0x7FFF_FFFF_FFFF_FFFF  # ints hash deterministically
+    return torch.randn(NOISE_BLOCK, NOISE_BLOCK, generator=torch.Generator().manual_seed(key))
+
+
+class PositionalNoise:
+    """The random draws of one sample: the k-th draw is ``positional_normal`` with key
+    ``(seed, k)`` at the problem's ``origin`` in the image."""
+
+    def __init__(self, seed: int, origin: tuple[int, int] = (0, 0)):
+        self.seed, self.origin, self.draws = seed, origin, 0
+
+    def __call__(self, like: torch.Tensor) -> torch.Tensor:
+        key = hash((self.seed, self.draws)) & 0x7FFF_FFFF_FFFF_FFFF
+        self.draws += 1
+        return positional_normal(tuple(like.shape), self.origin, key).to(like)
+
+
+def structured_noise(prior, like: torch.Tensor, noise: PositionalNoise) -> torch.Tensor:
     """``K_ref z`` shaped like ``like`` (the prior family's reference noise operator)."""
-    z = torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
-    return prior.noise_family.reference().apply(z)
+    return prior.noise_family.reference().apply(noise(like))
 
 
 def denoise(prior, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,6 +145,11 @@ def gaussian_error_variance(prior, t: torch.Tensor, data_variance: float) -> flo
     ``v_t = 1 / (α_t²/σ_t² + 1/c)``, the Gaussian posterior variance."""
     alpha, sigma = prior.sde.alpha(t), prior.sde.sigma(t)
     return 1.0 / float(alpha ** 2 / sigma ** 2 + 1.0 / data_variance)
+
+
+def diffusion_error_variance(prior, t: torch.Tensor) -> float:
+    """``γ_t² = σ_t²/α_t²``: the variance of the noise still in ``x_t/α_t`` (prior units)."""
+    return float(prior.sde.sigma(t) ** 2 / prior.sde.alpha(t) ** 2)
 
 
 def check_divergence(problem, x0: torch.Tensor, reference_residual: float, step: int) -> None:

@@ -29,6 +29,7 @@ class FourierProblem:
     scale: float
     nonnegative: bool = False         # the quantity is ≥ 0 (fluorescence): clip the output
     haze_std: float | None = None     # estimated haze level (image units), deblur only
+    data_variance: float | None = None  # variance of the solution in prior units (None: measure it)
 
     @property
     def padded_shape(self) -> tuple[int, int]:
@@ -50,11 +51,12 @@ class FourierProblem:
         return mirror_pad_to(x, self.padded_shape)[0]
 
     def proximal(self, x0: torch.Tensor, precision: torch.Tensor | float,
-                 guidance: float = 1.0) -> torch.Tensor:
+                 guidance: float = 1.0, white: bool = False) -> torch.Tensor:
         """argmin_x  guidance · ‖y − A x‖²_{N⁻¹} + precision · ‖x − x0‖²  (physical units),
-        closed form per frequency: X = (g H* Y/N + ρ X0) / (g |H|²/N + ρ)."""
+        closed form per frequency: X = (g H* Y/N + ρ X0) / (g |H|²/N + ρ). ``white``: ``N``
+        is the white noise floor alone (no haze model)."""
         x0_hat = torch.fft.fft2(self.pad(x0))
-        weight = guidance / self.noise_power
+        weight = guidance / (self.noise_floor if white else self.noise_power)
         numerator = weight * self.transfer.conj() * self.data_spectrum + precision * x0_hat
         denominator = weight * self.transfer.abs() ** 2 + precision
         return torch.fft.ifft2(numerator / denominator).real[(..., *self.crop)]
@@ -78,11 +80,20 @@ class FourierProblem:
 
 
 def deblur_problem(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
-                   haze_sigma_um: float, haze_std, background) -> FourierProblem:
-    """``y = h ⊛ x + offset + haze + e``; the haze (GRF) and e (white) form the noise spectrum."""
-    classical = deconvolution.whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um,
-                                                     haze_sigma_um=haze_sigma_um, haze_std=haze_std)
-    offset = deconvolution._offset(classical.dehazed, background)
+                   haze_sigma_um: float, haze_std, background, fixed: dict | None = None
+                   ) -> FourierProblem:
+    """``y = h ⊛ x + offset + haze + e``; the haze (GRF) and e (white) form the noise spectrum.
+    ``fixed``: the whole plane's numbers (``plane_parameters``) for a window of it (tiling)."""
+    if fixed is None:
+        classical = deconvolution.whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um,
+                                                         haze_sigma_um=haze_sigma_um,
+                                                         haze_std=haze_std)
+        offset = deconvolution._offset(classical.dehazed, background)
+    else:
+        classical = deconvolution.whitened_deconvolution(
+            y, psf, pixel_size_um=pixel_size_um, haze_sigma_um=haze_sigma_um,
+            **{k: fixed[k] for k in ("haze_std", "regularization", "noise_sigma", "mean", "center")})
+        offset = fixed["background"]
     estimate = (classical.dehazed - offset).clamp_min(0)
     widths = tuple(max(k, n // 8) for k, n in zip(psf.shape, y.shape[-2:]))
     padded, crop = mirror_pad(y - offset, widths)
@@ -90,8 +101,22 @@ def deblur_problem(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
                                            classical.haze_std, classical.noise_sigma)
     noise[0, 0] = noise.min()  # the offset is removed: the mean is measured, not haze
     noise = noise.clamp_min(1e-6 * float(noise.max()))  # a noiseless estimate must not divide by 0
-    return FourierProblem(otf, noise, torch.fft.fft2(padded), crop, estimate,
-                          *_affine(estimate), nonnegative=True, haze_std=float(classical.haze_std))
+    affine = _affine(estimate) if fixed is None else (fixed["centre"], fixed["scale"])
+    return FourierProblem(otf, noise, torch.fft.fft2(padded), crop, estimate, *affine,
+                          nonnegative=True, haze_std=float(classical.haze_std),
+                          data_variance=None if fixed is None else fixed["data_variance"])
+
+
+def plane_parameters(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
+                     haze_sigma_um: float, haze_std, background) -> dict:
+    """Every number ``deblur_problem`` derives from a whole plane (Y, X), fixed for its tiles."""
+    numbers = deconvolution.deconvolution_parameters(y, psf, pixel_size_um=pixel_size_um,
+                                                     haze_sigma_um=haze_sigma_um,
+                                                     haze_std=haze_std, background=background)
+    whole = deblur_problem(y, psf, pixel_size_um=pixel_size_um, haze_sigma_um=haze_sigma_um,
+                           haze_std=numbers["haze_std"], background=numbers["background"])
+    start = whole.to_prior(whole.classical)
+    return dict(numbers, centre=whole.centre, scale=whole.scale, data_variance=float(start.var()))
 
 
 def tie_problem(stack: torch.Tensor, z_um, *, wavelength_um: float, pixel_size_um: float,
@@ -131,7 +156,8 @@ class IdtProblem:
     classical_imag: torch.Tensor      # Im Δε (M, Y, X) of the Tikhonov solution
     centre: float
     scale: float
-    ri_medium: float | None = None    # set: outputs are Δn = n − n_medium instead of complex Δε
+    ri_medium: float | None = None
+    data_variance: float | None = None    # set: outputs are Δn = n − n_medium instead of complex Δε
 
     def __post_init__(self):
         self.slices = self.classical.shape[0]
@@ -165,7 +191,9 @@ class IdtProblem:
         x = torch.fft.ifft2(x_hat).real[(..., *self.crop)]
         return x[:m], x[m:]
 
-    def proximal(self, x0: torch.Tensor, precision: float, guidance: float = 1.0) -> torch.Tensor:
+    def proximal(self, x0: torch.Tensor, precision: float, guidance: float = 1.0,
+                 white: bool = True) -> torch.Tensor:
+        """Re Δε of ``solve`` (the IDT noise model is white already)."""
         return self.solve(x0, precision, guidance)[0]
 
     def misfit(self, x: torch.Tensor, inflation: float | torch.Tensor = 0.0) -> torch.Tensor:

@@ -40,11 +40,11 @@ def _cached_prior(name: str, device: str, stamp: int):
     return load_prior(name, device=device)
 
 
-def sample(method: str, problem, prior, settings, progress=None, **extra):
+def sample(method: str, problem, prior, settings, progress=None, origin=(0, 0), **extra):
     """Posterior mean and std (``None`` for one sample) of ``problem`` with ``settings``'
-    steps, guidance, samples and seed."""
+    steps, guidance, samples and seed; ``origin``: the problem's top-left image pixel."""
     common = dict(steps=settings.steps, guidance=settings.guidance, seed=settings.seed,
-                  n_samples=settings.n_samples, progress=progress)
+                  n_samples=settings.n_samples, progress=progress, origin=origin)
     if method == "joint":
         return joint_sample(problem, prior, extra["haze_prior"], haze_std=extra["haze_std"],
                             **common)

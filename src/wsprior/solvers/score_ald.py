@@ -20,10 +20,10 @@ STEP_FRACTION = 0.5
 
 
 def score_ald_sample(problem, prior, *, steps=None, guidance="auto", warm_start=True, seed=0,
-                     n_samples=1, progress=None):
+                     n_samples=1, origin=(0, 0), progress=None):
     weight = 1.0 if guidance == "auto" else float(guidance)
 
-    def make_step(problem, prior, generator):
+    def make_step(problem, prior, noise):
         def step(x, t, t_next):
             sde = prior.sde
             alpha, sigma = sde.alpha(t), sde.sigma(t)
@@ -39,9 +39,10 @@ def score_ald_sample(problem, prior, *, steps=None, guidance="auto", warm_start=
             with torch.no_grad():
                 eta = STEP_FRACTION * gamma ** 2
                 drift = -epsilon / gamma + weight * likelihood
-                u = u + eta * drift + torch.sqrt(2 * eta) * structured_noise(prior, u, generator)
+                u = u + eta * drift + torch.sqrt(2 * eta) * structured_noise(prior, u, noise)
                 return sde.alpha(t_next) * u, x0
         return step
 
     return posterior_sample(problem, prior, make_step, steps=steps, warm_start=warm_start,
-                            seed=seed, n_samples=n_samples, progress=progress)
+                            seed=seed, n_samples=n_samples, progress=progress,
+                            origin=origin)

@@ -1,0 +1,142 @@
+"""napari plugin: the prior-training dock widget → a loadable prior, samples, Cancel, bad input.
+
+Needs napari + pytest-qt (the ``test`` extra) and a display (``xvfb-run -a python -m pytest``).
+"""
+import json
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+import torch  # noqa: E402
+from test_napari_widgets import PLUGIN, click  # noqa: E402
+
+import wsprior  # noqa: E402
+from wsprior.prior.train import training_state_files  # noqa: E402
+
+WIDGET = "Train diffusion prior"
+TIMEOUT_MS = 60_000
+TINY = dict(base_channels=8, synthetic_images=6, synthetic_size=32, batch_size=4, patch_size=16,
+            n_samples=3, sample_steps=4, device="cpu", seed=1)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny networks run fastest on one thread (and OpenMP spinning on a busy 2-core machine
+    costs seconds per step)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def trainer(make_napari_viewer):
+    """(viewer, widget): the training widget docked from the manifest, with tiny settings."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET)
+    widget.set_parameters(TINY)
+    return viewer, widget
+
+
+def run_to_end(qtbot, widget) -> None:
+    click(qtbot, widget.run_button)
+    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
+
+
+def test_trains_a_loadable_prior_from_phantoms_and_a_layer(qtbot, trainer, notes, tmp_path):
+    viewer, widget = trainer
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.random((2, 40, 40), dtype=np.float32), name="cells")
+    widget.layer.value = viewer.layers["cells"]
+    output = tmp_path / "priors" / "mine.safetensors"  # the folder does not exist yet
+    widget.set_parameters({"steps": 8, "output": str(output)})
+    run_to_end(qtbot, widget)
+
+    assert notes["error"] == []
+    assert any(str(output) in message for message in notes["info"])
+    prior = wsprior.load_prior(output)
+    meta = prior.metadata
+    assert (meta.kind, meta.steps, meta.patch_size, meta.network.base_channels) == ("ws", 8, 16, 8)
+    assert "synthetic" in meta.training_data and "2 planes from napari layer 'cells'" \
+        in meta.training_data
+    assert meta.training_command.startswith("napari widget, as wsprior train -o")
+    assert json.loads(output.with_suffix(".json").read_text())["steps"] == 8
+
+    samples = viewer.layers["prior samples (ws)"]
+    assert samples.data.shape == (3, 16, 16) and np.isfinite(samples.data).all()
+    assert samples.metadata["wsprior_prior"] == str(output)
+    assert widget.progress.value == widget.progress.max
+    assert widget.status.value.startswith("done in") and "mine.safetensors" in widget.status.value
+
+
+def test_cancel_stops_within_a_few_steps_and_writes_no_prior(qtbot, trainer, notes, tmp_path):
+    viewer, widget = trainer
+    output = tmp_path / "cancelled.safetensors"
+    widget.set_parameters({"steps": 1_000_000, "output": str(output)})  # hours if not cancelled
+    before = len(viewer.layers)
+    click(qtbot, widget.run_button)
+    qtbot.waitUntil(lambda: "loss" in widget.status.value, timeout=TIMEOUT_MS)  # training
+    click(qtbot, widget.cancel_button)
+    qtbot.waitUntil(lambda: not widget.running, timeout=5_000)
+    qtbot.wait(100)  # any late signal would have arrived
+
+    assert not output.exists() and not output.with_suffix(".json").exists()
+    assert not list(tmp_path.glob(".*.tmp"))  # no half-written checkpoint either
+    state, _, _ = training_state_files(output)
+    if state.exists():  # a periodic resume state is fine, but never one that claims the end
+        assert wsprior.load_prior(state).metadata.steps < 1_000_000
+    assert len(viewer.layers) == before
+    assert notes["error"] == [] and any("cancelled" in m for m in notes["info"])
+    assert "cancelled" in widget.status.value and "no prior written" in widget.status.value
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"patch_size": 20}, "multiple of 8"),
+    ({"output": "{tmp}/a_file.txt/prior.safetensors"}, "not a writable folder"),
+    ({"output": "{tmp}/prior.pt"}, "must end in .safetensors"),
+    ({"synthetic": False}, "training data"),
+    ({"learning_rate": "fast"}, "learning_rate"),
+])
+def test_bad_parameter_is_a_notification_and_writes_nothing(qtbot, trainer, notes, tmp_path,
+                                                            change, message):
+    viewer, widget = trainer
+    (tmp_path / "a_file.txt").write_text("not a folder")
+    widget.set_parameters({"steps": 2, "output": str(tmp_path / "prior.safetensors")})
+    for name, value in change.items():  # as typed: text goes into the widget unparsed
+        widget.fields[name].widget.value = value.format(tmp=tmp_path) \
+            if isinstance(value, str) else value
+    click(qtbot, widget.run_button)
+    qtbot.wait(50)
+    assert not widget.running
+    assert len(notes["error"]) == 1 and message in notes["error"][0], notes["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt"]
+    assert len(viewer.layers) == 0
+
+
+def test_resume_continues_and_unticking_it_starts_over(qtbot, trainer, notes, tmp_path):
+    _, widget = trainer
+    output = tmp_path / "resumable.safetensors"
+    widget.set_parameters({"steps": 3, "n_samples": 0, "output": str(output)})
+    run_to_end(qtbot, widget)
+    assert "step 3" in widget.state_info.value
+    log = training_state_files(output)[2]
+
+    widget.set_parameters({"steps": 5})  # resume is ticked by default
+    run_to_end(qtbot, widget)
+    assert [row.split(",")[0] for row in log.read_text().splitlines()[1:]] == list("12345")
+
+    widget.set_parameters({"kind": "conventional"})  # not the kind of the saved state
+    click(qtbot, widget.run_button)
+    assert not widget.running and "untick 'resume'" in notes["error"][-1]
+
+    widget.set_parameters({"resume": False, "steps": 2})
+    assert widget.state_info.value.startswith("discards")
+    run_to_end(qtbot, widget)
+    assert len(notes["error"]) == 1
+    assert [row.split(",")[0] for row in log.read_text().splitlines()[1:]] == ["1", "2"]
+    meta = wsprior.load_prior(output).metadata
+    assert (meta.kind, meta.steps) == ("conventional", 2)
