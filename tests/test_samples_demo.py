@@ -14,12 +14,17 @@ def test_sample_has_measurement_parameters_and_truth(name):
     assert measurement.shape[-1] <= 512 and params["pixel_size_um"] > 0
 
 
-def test_demo_writes_results_figure_and_beats_the_baselines(tmp_path, capsys):
-    assert cli.main(["demo", "-o", str(tmp_path)]) == 0
+def test_demo_writes_results_figure_and_beats_the_baselines(tmp_path, monkeypatch):
+    rows = run_demo(tmp_path)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
-    for name in ("deblur_dehaze_wiener", "deblur_dehaze_rl", "tie_tikhonov", "idt_tikhonov"):
+    assert "| ws |" in (tmp_path / "metrics.md").read_text().replace("  ", " ")
+    for name in ("deblur_dehaze_wiener", "deblur_dehaze_rl", "tie_tikhonov", "idt_tikhonov",
+                 "deblur_dehaze_ws", "tie_ws", "idt_ws"):
         assert (tmp_path / f"{name}.tif").exists()
-    rows = run_demo(tmp_path / "again")
+    called = []   # the CLI runs the same job (not run twice here: the WS sampler takes a minute)
+    monkeypatch.setattr("wsprior.demo.run_demo", lambda out, device: called.append((out, device)))
+    assert cli.main(["demo", "-o", str(tmp_path / "cli"), "--device", "cpu"]) == 0
+    assert called == [(tmp_path / "cli", "cpu")]
     by_method = {(r["task"], r["method"]): r for r in rows}
     raw = by_method[("deblur_dehaze", "input (raw)")]["PSNR_dB"]
     assert by_method[("deblur_dehaze", "wiener")]["PSNR_dB"] > raw + 5
