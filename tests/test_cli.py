@@ -28,6 +28,17 @@ def test_flags_produce_a_tiff_with_the_pixel_size(tmp_path):
     assert abs(x_resolution[0] / x_resolution[1] - 10.0) < 1e-3  # 10 pixels per µm
 
 
+def test_sampler_with_uncertainty_writes_mean_and_std(tmp_path, tiny_prior_path):
+    source, target = _widefield_tiff(tmp_path), tmp_path / "out.tif"
+    code = cli.main([
+        "deblur-dehaze", str(source), "-o", str(target), "--method", "ws", "--prior",
+        str(tiny_prior_path), "--steps", "3", "--n-samples", "2", "--return-std", "--na", "0.8",
+        "--wavelength-um", "0.52", "--pixel-size-um", "0.1"])
+    assert code == 0
+    mean, std = io.read_image(target), io.read_image(tmp_path / "out_std.tif")
+    assert mean.shape == std.shape == (96, 96) and float(std.mean()) > 0
+
+
 def test_config_file_uses_the_api_names_and_flags_override_it(tmp_path):
     source, target = _widefield_tiff(tmp_path), tmp_path / "out.tif"
     config = tmp_path / "params.yaml"

@@ -123,7 +123,8 @@ def _cluster(address: str | None):
 
 def _solve_and_write(function, args, params: dict, axes: str, client) -> int:
     """TIFF → TIFF in memory; a zarr input or output keeps the data lazy (dask) and a zarr
-    output is written chunk by chunk (``wsprior.storage``)."""
+    output is written chunk by chunk (``wsprior.storage``). With ``return_std`` the per-pixel
+    standard deviation goes to ``OUTPUT_std`` beside the mean in ``OUTPUT``."""
     from . import scheduling, storage
 
     to_zarr = storage.is_zarr(args.output)
@@ -135,22 +136,34 @@ def _solve_and_write(function, args, params: dict, axes: str, client) -> int:
             bar.n = done
             bar.refresh()
         result = function(data, progress=progress, **params)
+        outputs = _named_outputs(Path(args.output), result)
         if to_zarr:
-            job = storage.fingerprint(task=args.task, input=str(Path(args.input).resolve()),
-                                      shape=data.shape, dtype=str(data.dtype),
-                                      parameters={**params, "psf": getattr(args, "psf", None)})
-            wrote = storage.write_zarr(result, args.output, job=job, axes=axes,
-                                       pixel_size_um=params.get("pixel_size_um"),
-                                       progress=progress, client=client)
-            print(f"{'wrote' if wrote else 'already complete:'} {args.output} {result.shape} "
-                  f"{result.dtype}")
+            for index, (path, array) in enumerate(outputs):
+                job = storage.fingerprint(task=args.task, input=str(Path(args.input).resolve()),
+                                          shape=data.shape, dtype=str(data.dtype), output=index,
+                                          parameters={**params, "psf": getattr(args, "psf", None)})
+                wrote = storage.write_zarr(array, str(path), job=job, axes=axes,
+                                           pixel_size_um=params.get("pixel_size_um"),
+                                           progress=progress, client=client)
+                print(f"{'wrote' if wrote else 'already complete:'} {path} {array.shape} "
+                      f"{array.dtype}")
             return 0
-        if not isinstance(result, np.ndarray) and hasattr(result, "dask"):
-            result = scheduling.compute_chunks(result, client=client, progress=progress)
-    io.write_image(args.output, result, pixel_size_um=params.get("pixel_size_um"),
-                   axes=axes[-result.ndim:] if result.ndim <= len(axes) else None)
-    print(f"wrote {args.output} {result.shape} {result.dtype}")
+        outputs = [(path, scheduling.compute_chunks(array, client=client, progress=progress)
+                    if not isinstance(array, np.ndarray) and hasattr(array, "dask") else array)
+                   for path, array in outputs]
+    for path, array in outputs:
+        io.write_image(path, array, pixel_size_um=params.get("pixel_size_um"),
+                       axes=axes[-array.ndim:] if array.ndim <= len(axes) else None)
+        print(f"wrote {path} {array.shape} {array.dtype}")
     return 0
+
+
+def _named_outputs(output: Path, result) -> list[tuple[Path, object]]:
+    """``[(OUTPUT, result)]``, or ``[(OUTPUT, mean), (OUTPUT_std, std)]`` for ``(mean, std)``."""
+    if not isinstance(result, tuple):
+        return [(output, result)]
+    mean, std = result
+    return [(output, mean), (output.with_name(f"{output.stem}_std{output.suffix}"), std)]
 
 
 def _add_prior_commands(commands) -> None:
