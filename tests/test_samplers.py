@@ -9,7 +9,7 @@ import torch
 
 import wsprior
 from test_prior_sampling import SIZE, GaussianToyPrior
-from test_ws_sampler import CROP, _rms
+from test_ws_sampler import CROP, _rms, gaussian_toy
 from wsprior import metrics
 from wsprior.data.blur_haze import WidefieldAcquisition, simulate_deblur_dehaze_pair
 from wsprior.data.idt import led_ring, permittivity_from_ri, simulate_idt_images, volume_phantom
@@ -28,22 +28,9 @@ SAMPLERS = {"ws": ws_sample, "dps": dps_sample, "score_ald": score_ald_sample,
 
 @pytest.fixture
 def toy():
-    """A strongly blurred Gaussian toy (the measurement is far from the truth) with its exact
-    posterior mean."""
+    """A strongly blurred Gaussian toy: the measurement is far from the truth."""
     torch.set_grad_enabled(False)
-    prior = GaussianToyPrior()
-    prior.data_range = (-10.0, 10.0)
-    gen = torch.Generator().manual_seed(0)
-    white = torch.randn(SIZE, SIZE, generator=gen, dtype=torch.float64)
-    truth = prior.mean + torch.fft.ifft2(prior.data_power.sqrt() * torch.fft.fft2(white)).real
-    u = torch.fft.fftfreq(SIZE, dtype=torch.float64)
-    transfer = torch.exp(-30 * (u[:, None] ** 2 + u[None, :] ** 2)).to(torch.complex128)
-    y = torch.fft.ifft2(transfer * torch.fft.fft2(truth)).real
-    y = y + 0.1 * torch.randn(SIZE, SIZE, generator=gen, dtype=torch.float64)
-    data = torch.fft.fft2(y)
-    noise = torch.full((SIZE, SIZE), 0.01, dtype=torch.float64)
-    classical = torch.fft.ifft2(transfer.conj() * data / (transfer.abs() ** 2 + 0.1)).real
-    yield prior, transfer, noise, data, y, classical, truth
+    yield gaussian_toy(blur=30)[:7]
     torch.set_grad_enabled(True)
 
 

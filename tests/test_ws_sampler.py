@@ -13,16 +13,16 @@ CROP = (slice(0, SIZE), slice(0, SIZE))
 EXACT = dict(variance="gaussian", eta=0.0)
 
 
-@pytest.fixture
-def toy():
-    torch.set_grad_enabled(False)
+def gaussian_toy(blur: float):
+    """Gaussian prior, Gaussian blur ``exp(−blur·|u|²)``, white noise σ 0.1: (prior, transfer,
+    noise power, data spectrum, measurement, a Tikhonov solution, truth, exact posterior mean)."""
     prior = GaussianToyPrior()
     prior.data_range = (-10.0, 10.0)
     gen = torch.Generator().manual_seed(0)
     white = torch.randn(SIZE, SIZE, generator=gen, dtype=torch.float64)
     truth = prior.mean + torch.fft.ifft2(prior.data_power.sqrt() * torch.fft.fft2(white)).real
     u = torch.fft.fftfreq(SIZE, dtype=torch.float64)
-    transfer = torch.exp(-8 * (u[:, None] ** 2 + u[None, :] ** 2)).to(torch.complex128)
+    transfer = torch.exp(-blur * (u[:, None] ** 2 + u[None, :] ** 2)).to(torch.complex128)
     noise = torch.full((SIZE, SIZE), 0.01, dtype=torch.float64)
     y = torch.fft.ifft2(transfer * torch.fft.fft2(truth)).real
     y = y + 0.1 * torch.randn(SIZE, SIZE, generator=gen, dtype=torch.float64)
@@ -31,7 +31,13 @@ def toy():
     posterior_mean = torch.fft.ifft2(torch.fft.fft2(prior.mean) + gain * (
         data - transfer * torch.fft.fft2(prior.mean))).real
     classical = torch.fft.ifft2(transfer.conj() * data / (transfer.abs() ** 2 + 0.1)).real
-    yield prior, transfer, noise, data, y, classical, truth, posterior_mean
+    return prior, transfer, noise, data, y, classical, truth, posterior_mean
+
+
+@pytest.fixture
+def toy():
+    torch.set_grad_enabled(False)
+    yield gaussian_toy(blur=8)
     torch.set_grad_enabled(True)
 
 

@@ -248,12 +248,7 @@ def _sampler(settings, prior, build_problem):
 
     def solve(batch: torch.Tensor, report: Progress) -> torch.Tensor:
         model = samplers.prior_for(prior_source, batch.device)
-        extra = {}
-        problem = build_problem(batch)
-        if settings.method == "joint":
-            extra = dict(haze_prior=samplers.prior_for("haze", batch.device),
-                         haze_std=problem.haze_std)
-        mean, std = samplers.sample(settings.method, problem, model, settings, report, **extra)
+        mean, std = samplers.sample(settings.method, build_problem(batch), model, settings, report)
         if settings.return_std:
             std = torch.zeros_like(mean) if std is None else std
             return torch.stack((mean, std.to(mean.dtype)))[None]

@@ -17,29 +17,13 @@ paper's η = 0.85. ``guidance`` scales the data weight (auto: 1).
 """
 from __future__ import annotations
 
-import torch
-
-from .posterior import denoise, diffusion_error_variance, posterior_sample
-from .ws import ddim_update
-
-ETA = 0.85
+from .ws import ETA, ws_sample
 
 
-@torch.no_grad()
 def ddnm_sample(problem, prior, *, steps=None, guidance="auto", warm_start=True, seed=0,
                 n_samples=1, origin=(0, 0), progress=None):
-    weight = 1.0 if guidance == "auto" else float(guidance)
-
-    def make_step(problem, prior, noise):
-        def step(x, t, t_next):
-            x0, _ = denoise(prior, x, t)
-            precision = 1.0 / (problem.scale ** 2 * diffusion_error_variance(prior, t))
-            x0 = problem.to_prior(problem.proximal(problem.from_prior(x0), precision, weight,
-                                                   white=True))
-            x0 = x0.clamp(*prior.data_range)
-            return ddim_update(prior, x, x0, t, t_next, ETA, noise), x0
-        return step
-
-    return posterior_sample(problem, prior, make_step, steps=steps, warm_start=warm_start,
-                            seed=seed, n_samples=n_samples, progress=progress,
-                            origin=origin)
+    """The WS sampler's update with DDNM+'s choices: diffusion-level precision, the paper's η
+    and the white noise floor as ``N``."""
+    return ws_sample(problem, prior, steps=steps, guidance=guidance, warm_start=warm_start,
+                     seed=seed, n_samples=n_samples, eta=ETA, variance="diffusion", white=True,
+                     origin=origin, progress=progress)

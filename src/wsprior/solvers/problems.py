@@ -83,7 +83,8 @@ def deblur_problem(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
                    haze_sigma_um: float, haze_std, background, fixed: dict | None = None
                    ) -> FourierProblem:
     """``y = h ⊛ x + offset + haze + e``; the haze (GRF) and e (white) form the noise spectrum.
-    ``fixed``: the whole plane's numbers (``plane_parameters``) for a window of it (tiling)."""
+    ``fixed``: the whole plane's numbers (``plane_parameters``) for a window of it (tiling);
+    without the unit map (``centre``, ``scale``) it is taken from this image's estimate."""
     if fixed is None:
         classical = deconvolution.whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um,
                                                          haze_sigma_um=haze_sigma_um,
@@ -101,10 +102,11 @@ def deblur_problem(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
                                            classical.haze_std, classical.noise_sigma)
     noise[0, 0] = noise.min()  # the offset is removed: the mean is measured, not haze
     noise = noise.clamp_min(1e-6 * float(noise.max()))  # a noiseless estimate must not divide by 0
-    affine = _affine(estimate) if fixed is None else (fixed["centre"], fixed["scale"])
+    fixed = fixed or {}
+    affine = (fixed["centre"], fixed["scale"]) if "centre" in fixed else _affine(estimate)
     return FourierProblem(otf, noise, torch.fft.fft2(padded), crop, estimate, *affine,
                           nonnegative=True, haze_std=float(classical.haze_std),
-                          data_variance=None if fixed is None else fixed["data_variance"])
+                          data_variance=fixed.get("data_variance"))
 
 
 def plane_parameters(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
@@ -114,7 +116,7 @@ def plane_parameters(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float
                                                      haze_sigma_um=haze_sigma_um,
                                                      haze_std=haze_std, background=background)
     whole = deblur_problem(y, psf, pixel_size_um=pixel_size_um, haze_sigma_um=haze_sigma_um,
-                           haze_std=numbers["haze_std"], background=numbers["background"])
+                           haze_std=haze_std, background=background, fixed=numbers)
     start = whole.to_prior(whole.classical)
     return dict(numbers, centre=whole.centre, scale=whole.scale, data_variance=float(start.var()))
 

@@ -74,12 +74,6 @@ class DeblurSamplerTiles:
             problem = deblur_problem(window[0], psf, **self.common, haze_std=self.settings.haze_std,
                                      background=self.settings.background, fixed=fixed)
             origin = (0, 0) if params is None else where[index].origin
-            mean, _ = sample(self.settings.method, problem, prior, self.settings, origin=origin,
-                             **self._extra(problem, windows.device))
+            mean, _ = sample(self.settings.method, problem, prior, self.settings, origin=origin)
             out.append(mean[None])
         return torch.stack(out)
-
-    def _extra(self, problem, device) -> dict:
-        if self.settings.method != "joint":
-            return {}
-        return dict(haze_prior=prior_for("haze", device), haze_std=problem.haze_std)

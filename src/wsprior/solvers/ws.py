@@ -38,9 +38,10 @@ ETA = 0.85
 @torch.no_grad()
 def ws_sample(problem, prior, *, steps: int | None = None, guidance: float | str = "auto",
               warm_start: bool = True, seed: int = 0, n_samples: int = 1, eta: float = ETA,
-              variance: str = "diffusion", origin=(0, 0), progress=None
+              variance: str = "diffusion", white: bool = False, origin=(0, 0), progress=None
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Posterior mean (and per-pixel std when ``n_samples > 1``) in physical units."""
+    """Posterior mean (and per-pixel std when ``n_samples > 1``) in physical units.
+    ``white``: the data step weighs by the white noise floor alone (no haze model: DDNM)."""
     if variance not in ("diffusion", "gaussian"):
         raise ValueError(f"variance must be 'diffusion' or 'gaussian'; got {variance!r}")
     weight = 1.0 if guidance == "auto" else float(guidance)
@@ -55,7 +56,8 @@ def ws_sample(problem, prior, *, steps: int | None = None, guidance: float | str
             variance = (gaussian_error_variance(prior, t, data_variance) if gaussian
                         else diffusion_error_variance(prior, t))
             precision = 1.0 / (problem.scale ** 2 * variance)
-            x0 = problem.to_prior(problem.proximal(problem.from_prior(x0), precision, weight))
+            x0 = problem.to_prior(problem.proximal(problem.from_prior(x0), precision, weight,
+                                                   white=white))
             x0 = x0.clamp(*prior.data_range)
             return ddim_update(prior, x, x0, t, t_next, eta, noise), x0
         return step
