@@ -31,7 +31,7 @@ from wsprior.solvers.posterior import DEFAULT_STEPS, DivergenceError
 
 CLASSICAL = {"deblur_dehaze": "wiener", "tie": "tikhonov", "idt": "tikhonov"}
 PRIMARY = {"deblur_dehaze": "PSNR (dB)", "tie": "phase RMSE (rad)", "idt": "Δn RMSE (×10⁻³)"}
-GUIDANCE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
+GUIDANCE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 LONG_STEPS = 1000
 LONG = f"ws, {LONG_STEPS} steps"
 CONVENTIONAL = "ws (conventional prior)"

