@@ -50,9 +50,21 @@ def test_sampler_mean_approaches_the_exact_posterior_mean(toy):
     problem = FourierProblem(transfer, noise, data, CROP, classical, 0.0, 1.0)
     mean, std = ws_sample(problem, prior, steps=30, n_samples=32, **EXACT)
     spread = _rms(truth, posterior_mean)            # the posterior's own scale
-    assert _rms(mean, posterior_mean) < 0.75 * spread
+    assert _rms(mean, posterior_mean) < 0.5 * spread   # measured 0.3 (0.77 with a flat spectrum)
     assert _rms(mean, truth) < _rms(prior.mean, truth)  # the data moved it toward the truth
     assert std is not None and float(std.mean()) > 0
+
+
+def test_structured_error_spectrum_brings_the_mean_closer_to_the_exact_posterior(toy):
+    """The toy's diffusion noise is structured: giving the prior's estimate the noise's error
+    spectrum γ_t²|K̂(u)|² (the default) instead of a flat γ_t² brings the default sampler's mean
+    ~3× closer to the exact posterior mean (measured 0.11 vs 0.33 RMS)."""
+    prior, transfer, noise, data, _, classical, truth, posterior_mean = toy
+    problem = FourierProblem(transfer, noise, data, CROP, classical, 0.0, 1.0)
+    structured, _ = ws_sample(problem, prior, steps=30, n_samples=16)
+    flat, _ = ws_sample(problem, prior, steps=30, n_samples=16, structured_variance=False)
+    assert _rms(structured, posterior_mean) < 0.5 * _rms(flat, posterior_mean)
+    assert _rms(structured, posterior_mean) < 0.6 * _rms(truth, posterior_mean)
 
 
 def test_no_data_gives_prior_samples_and_exact_data_is_reproduced(toy):
