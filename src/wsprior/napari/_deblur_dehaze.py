@@ -7,7 +7,7 @@ from magicgui.widgets import ComboBox
 from .. import api
 from ..settings import DeblurDehazeSettings
 from ._common import TaskWidget
-from ._fields import Field, auto_field, float_field, int_field
+from ._fields import Field, auto_field, float_field, int_field, pixel_size_field
 from ._layers import image_layers, layer_data, output_geometry
 
 
@@ -32,8 +32,7 @@ class DeblurDehazeWidget(TaskWidget):
                         tooltip="numerical aperture of the objective"),
             float_field("wavelength_um", "wavelength (µm)", 0.52, step=0.01, decimals=3,
                         tooltip="emission wavelength in µm (520 nm = 0.52)"),
-            float_field("pixel_size_um", "pixel size (µm)", 0.1, step=0.005, decimals=4,
-                        tooltip="sample-plane pixel size (camera pixel / magnification)"),
+            pixel_size_field(0.1),
             float_field("haze_sigma_um", "haze width σ (µm)", 3.0, step=0.5, decimals=2,
                         tooltip="correlation width of the out-of-focus haze"),
             auto_field("haze_std", "haze std (image units)",

@@ -94,6 +94,18 @@ def float_field(name, label, value, *, step=0.01, decimals=3, minimum=0.0, maxim
     return Field(widget, lambda: float(widget.value), set_value)
 
 
+def pixel_size_field(value: float) -> Field:
+    """The sample-plane pixel size (µm), shared by every reconstruction widget."""
+    return float_field("pixel_size_um", "pixel size (µm)", value, step=0.005, decimals=4,
+                       tooltip="sample-plane pixel size (camera pixel / magnification)")
+
+
+def illumination_wavelength_field() -> Field:
+    """The illumination wavelength (µm) of the phase widgets (TIE, IDT)."""
+    return float_field("wavelength_um", "wavelength (µm)", 0.53, step=0.01, decimals=3,
+                       tooltip="illumination wavelength in µm (530 nm = 0.53)")
+
+
 def int_field(name, label, value, *, minimum=0, maximum=1_000_000, zero_is_none=False,
               tooltip=None) -> Field:
     widget = SpinBox(name=name, label=label, value=value, min=minimum, max=maximum,

@@ -11,7 +11,8 @@ from magicgui.widgets import FileEdit, Label, LineEdit
 from .. import api, io
 from ..settings import IdtSettings
 from ._common import TaskWidget
-from ._fields import Field, choice_field, float_field, format_floats, list_field, parse_floats
+from ._fields import (Field, choice_field, float_field, format_floats,
+                      illumination_wavelength_field, list_field, parse_floats, pixel_size_field)
 from ._layers import output_geometry
 
 TABLE_FILTER = "*.csv *.txt *.npy *.yaml *.yml *.json"
@@ -71,12 +72,10 @@ class IdtWidget(TaskWidget):
 
     def _acquisition_fields(self) -> list[Field]:
         return [
-            float_field("wavelength_um", "wavelength (µm)", 0.53, step=0.01, decimals=3,
-                        tooltip="illumination wavelength in µm (530 nm = 0.53)"),
+            illumination_wavelength_field(),
             float_field("na", "NA (objective)", 0.4, step=0.05, decimals=3,
                         tooltip="numerical aperture of the objective (< n medium)"),
-            float_field("pixel_size_um", "pixel size (µm)", 0.25, step=0.005, decimals=4,
-                        tooltip="sample-plane pixel size (camera pixel / magnification)"),
+            pixel_size_field(0.25),
             float_field("n_medium", "n medium", 1.33, step=0.01, decimals=3,
                         tooltip="refractive index of the medium around the sample"),
             list_field("z_um", "slice depths z (µm)", [-2.0, 0.0, 2.0],

@@ -6,7 +6,8 @@ import numpy as np
 from .. import api
 from ..settings import TieSettings
 from ._common import TaskWidget
-from ._fields import Field, float_field, list_field
+from ._fields import (Field, float_field, illumination_wavelength_field, list_field,
+                      pixel_size_field)
 from ._layers import output_geometry
 
 
@@ -22,10 +23,8 @@ class TieWidget(TaskWidget):
             list_field("z_um", "plane defocus z (µm)", [-2.0, 0.0, 2.0],
                        tooltip="defocus of each plane of the stack, in stack order, e.g. "
                                "'-2, 0, 2' (any number ≥ 2, any spacing)"),
-            float_field("wavelength_um", "wavelength (µm)", 0.53, step=0.01, decimals=3,
-                        tooltip="illumination wavelength in µm (530 nm = 0.53)"),
-            float_field("pixel_size_um", "pixel size (µm)", 0.2, step=0.005, decimals=4,
-                        tooltip="sample-plane pixel size (camera pixel / magnification)"),
+            illumination_wavelength_field(),
+            pixel_size_field(0.2),
             float_field("n_medium", "n medium", 1.33, step=0.01, decimals=3,
                         tooltip="refractive index of the immersion / mounting medium"),
         ]
