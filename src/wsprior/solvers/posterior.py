@@ -61,8 +61,9 @@ def _one_sample(problem, prior, make_step, steps, warm_start, noise, progress):
         x, x0 = step(x, times[i], times[i + 1])
         # A sampler whose x̂₀ is not data-consistent (Score-ALD) starts far off: its first
         # residual is a reference too, so only growth from there counts as divergence.
-        residual = check_divergence(problem, x0, None if i == 0 else reference, i)
-        reference = max(reference, residual) if i == 0 else reference
+        residual = check_divergence(problem, x0, reference if i else None, i)
+        if i == 0:
+            reference = max(reference, residual)
         if progress is not None:
             progress(i + 1, steps)
     return problem.output(problem.from_prior(x0))
@@ -171,8 +172,8 @@ def check_divergence(problem, x0: torch.Tensor, reference_residual: float | None
         raise DivergenceError(f"the sampler diverged (NaN/Inf) at step {step + 1}; "
                               "lower guidance or use more steps")
     residual = problem.residual_norm(problem.from_prior(x0))
-    limit = None if reference_residual is None else _DIVERGENCE_FACTOR * max(reference_residual, 1e-12)
-    if limit is not None and residual > limit:
+    if (reference_residual is not None
+            and residual > _DIVERGENCE_FACTOR * max(reference_residual, 1e-12)):
         raise DivergenceError(f"the sampler diverged at step {step + 1}: data residual "
                               f"{residual:.3g} vs {reference_residual:.3g} for the classical "
                               "solution or the first step; lower guidance or use more steps")
