@@ -1,5 +1,6 @@
 """Tiled execution (wsprior.tiling): tiled = untiled, seamless blending, laziness, resumable zarr
 output, out-of-memory retry, progress/cancellation and dask.distributed."""
+import warnings
 from dataclasses import replace
 
 import dask
@@ -17,7 +18,9 @@ from wsprior.data.blur_haze import WidefieldAcquisition, simulate_deblur_dehaze_
 from wsprior.data.idt import (led_ring, permittivity_from_ri, simulate_idt_images,
                               snap_illumination_na, volume_phantom)
 from wsprior.data.tie import phase_phantom, simulate_defocus_stack
+from wsprior.physics.blur_haze import make_psf
 from wsprior.solvers.classical import tiled as classical_tiled
+from wsprior.solvers.classical.deconvolution import deconvolution_parameters, wiener_deblur
 
 SIZE, TILE = 512, 128
 TIE = dict(z_um=[-1.0, 0.0, 1.0], wavelength_um=0.53, pixel_size_um=0.2, n_medium=1.33)
@@ -230,6 +233,35 @@ def test_parameters_are_estimated_once_per_plane(tmp_path, monkeypatch):
     assert calls == [1, 1, 1, 1]  # two planes, computed twice
 
 
+def test_planes_beyond_the_estimate_edge_are_estimated_on_their_centre(monkeypatch):
+    """A plane wider than ``ESTIMATE_EDGE`` gets the parameters of its centre crop (bounded
+    memory), without a warning: the tiled result equals the untiled solve given those numbers."""
+    seen = []
+    estimate = classical_tiled.DeblurTiles.estimate
+    monkeypatch.setattr(classical_tiled.DeblurTiles, "estimate",
+                        lambda self, planes: seen.append(tuple(planes.shape)) or
+                        estimate(self, planes))
+    monkeypatch.setattr(tiling, "BLOCK_EDGE", 256)
+    monkeypatch.setattr(tiling, "ESTIMATE_EDGE", 256)
+    image, params = widefield(0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        tiled = wsprior.deblur_dehaze(image, method="wiener", tile_size=TILE, **params)
+    assert seen == [(1, 1, 256, 256)]
+    centre = torch.as_tensor(image[128:384, 128:384])
+    psf = make_psf(na=params["na"], wavelength_um=params["wavelength_um"],
+                   pixel_size_um=params["pixel_size_um"])
+    numbers = deconvolution_parameters(centre, psf, pixel_size_um=params["pixel_size_um"],
+                                       haze_sigma_um=params["haze_sigma_um"])
+    fixed = {k: numbers[k] for k in ("regularization", "haze_std", "noise_sigma", "mean",
+                                     "center", "background")}
+    untiled = wiener_deblur(torch.as_tensor(image), psf, pixel_size_um=params["pixel_size_um"],
+                            haze_sigma_um=params["haze_sigma_um"], **fixed)
+    assert relative_error(tiled, untiled.numpy()) < 1e-4
+    whole = wsprior.deblur_dehaze(image, method="wiener", **params)
+    assert relative_error(tiled, whole) > 1e-3  # the crop's numbers are not the plane's
+
+
 def test_lazy_inputs_from_tiff_and_zarr(tmp_path):
     stack = np.random.default_rng(1).random((2, 3, 64, 80)).astype(np.float32)
     tifffile.imwrite(tmp_path / "a.tif", stack, imagej=True)
@@ -327,3 +359,33 @@ def test_tiled_ws_sampler_matches_untiled_without_seams(tiny_prior, monkeypatch)
     gap = metrics.psnr(truth, tiled) - metrics.psnr(truth, whole)
     assert abs(gap) < 0.2, gap
     assert seam_ratio(tiled, TILE, np.mean) < 1.1 * seam_ratio(whole, TILE, np.mean)
+
+
+def test_tiled_job_holds_few_blocks_between_tasks(monkeypatch):
+    """A block joins its neighbours inside its own task: what dask keeps between tasks stays a
+    few blocks, not a plane's worth of joined 3 × 3 copies (those made peak memory grow with
+    the plane's width)."""
+    from dask.callbacks import Callback
+
+    monkeypatch.setattr(tiling, "BLOCK_EDGE", 128)
+    image, params = widefield(0.5)
+    data = np.stack([image, image.T, image[::-1], image[:, ::-1]])
+    stack = da.from_array(data, chunks=(1, 128, 128))
+    held = []
+
+    class Held(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            bases = {}
+            for name, value in state["cache"].items():
+                if name[0] == lazy.name:  # the result's own chunks stay until the end
+                    continue
+                while isinstance(value, np.ndarray) and isinstance(value.base, np.ndarray):
+                    value = value.base
+                if isinstance(value, np.ndarray) and value.shape != data.shape:  # not the input
+                    bases[id(value)] = value.nbytes
+            held.append(sum(bases.values()))
+    lazy = wsprior.deblur_dehaze(stack, method="wiener", tile_size=64, **params)
+    with Held():
+        lazy.compute(scheduler="threads", num_workers=2)
+    plane_bytes = image.size * 4
+    assert max(held) < 2 * plane_bytes

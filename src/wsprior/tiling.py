@@ -10,11 +10,11 @@ sum to one (no seams, also for stochastic solvers whose tiles disagree). Beyond 
 a window is continued the way the untiled solver pads (``operator.boundary``).
 
 Everything data-dependent (regularisation weight, noise σ, haze level, offsets) is estimated once
-per plane (``operator.estimate``) on the whole plane and passed to every tile, so all tiles apply
-the filter of the whole-plane solve. Only a plane whose estimate would not fit the memory budget
-is estimated on its largest centre crop that does (the result then differs from an untiled
-solve by the parameters' spread over the plane; pass fixed parameters to avoid it). The halo
-is measured at those numbers; if
+per plane (``operator.estimate``) and passed to every tile, so all tiles apply the filter of the
+whole-plane solve. The estimate reads the whole plane up to ``ESTIMATE_EDGE`` pixels a side and
+the plane's centre ``ESTIMATE_EDGE``² crop beyond (smaller if even that would not fit the memory
+budget): then the result differs from an untiled solve by the parameters' spread over the plane;
+pass fixed parameters to avoid it. The halo is measured at those numbers; if
 a window would not be smaller than the plane, or the kernel is non-local (TIE's inverse Laplacian
 and IDT's phase transfer usually are), the plane is solved whole — exact by construction.
 
@@ -22,14 +22,15 @@ The graph (lazy; dask in → dask out, no compute until asked):
 
 1. per leading chunk, the estimate (planes that span several blocks only; otherwise the block
    estimates on its own plane);
-2. ``overlap``: each block with ``context`` pixels of its neighbours (no padding at the image
-   border: the block pads with ``operator.boundary`` itself);
-3. per block: tiles solved in batches (``wsprior.batching``), weighted and summed into the block
-   plus a ``blend`` margin on each side;
-4. fold: each margin is added into the neighbouring block (a second ``overlap``, depth ``blend``).
+2. per block, one task that joins the block with ``context`` pixels of each neighbour chunk (no
+   padding at the image border: the block pads with ``operator.boundary`` itself) and solves
+   its tiles in batches (``wsprior.batching``), weighted and summed into the block plus a
+   ``blend`` margin on each side;
+3. fold: each margin is added into the neighbouring block (``dask.array.overlap``, depth
+   ``blend``).
 
-A solver plugs in by implementing ``TileOperator``; the diffusion samplers will give a batched
-tile function, a halo (network receptive field + data-term reach) and a wider blend.
+A solver plugs in by implementing ``TileOperator`` (the classical solvers:
+``solvers/classical/tiled.py``; the diffusion samplers: ``solvers/sampler_tiles.py``).
 """
 from __future__ import annotations
 
@@ -57,7 +58,13 @@ BLOCK_EDGE = 1024
 BLEND_DIVISOR = 16
 _TILE_EDGES = (64, 128, 256, 512, 1024)
 _PLANNING_HALO_FRACTION = 4  # memory planning assumes a halo of tile / 4 (measured later)
-#: Whole-plane parameter estimates are a job's largest allocations: one at a time per process.
+#: Largest edge (pixels) of the part of a plane its parameters are estimated on (the centre),
+#: so that the estimate, a job's largest allocation, is no larger than a block's work and peak
+#: memory does not grow with the plane (docs/benchmarks.md, scaling section). On two simulated
+#: 2048² widefield planes, Wiener with the numbers of the centre 1024² (or 512²) crop came within
+#: 0.03 dB of the whole plane's (benchmarks/scaling.py, table in docs/benchmarks.md).
+ESTIMATE_EDGE = 1024
+#: Parameter estimates are a job's largest allocations: one at a time per process.
 _ESTIMATE_LOCK = threading.Lock()
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1): the part of a window inside the image
@@ -169,11 +176,12 @@ def plan_tiles(plane: tuple[int, int], channels: int, operator: TileOperator, *,
 
 
 def _estimate_edge(plane, channels: int, operator: TileOperator, budget: int) -> tuple[int, int]:
-    """The whole plane if estimating on it fits ``budget``, else the largest centre crop that
-    does (halving the larger side). An operator whose estimate is cheaper than its solve says so
-    with ``estimate_bytes`` (same signature as ``workspace_bytes``)."""
+    """The plane up to ``ESTIMATE_EDGE`` a side if estimating on it fits ``budget``, else the
+    largest centre crop that does (halving the larger side). An operator whose estimate is
+    cheaper than its solve says so with ``estimate_bytes`` (same signature as
+    ``workspace_bytes``)."""
     cost = getattr(operator, "estimate_bytes", operator.workspace_bytes)
-    edge = list(plane)
+    edge = [min(n, ESTIMATE_EDGE) for n in plane]
     while cost(tuple(edge), channels) > budget and max(edge) > _TILE_EDGES[0]:
         axis = int(edge[1] > edge[0])
         edge[axis] = max(_TILE_EDGES[0], edge[axis] // 2)
@@ -235,7 +243,6 @@ def tiled(x, operator: TileOperator, plan: TilePlan, *, device="auto", control=N
     """The lazy tiled solve of ``x`` (dask, ``(..., C, Y, X)``) → ``(..., C', Y, X)``;
     ``control`` reports progress and checks for cancellation (``wsprior.scheduling``)."""
     import dask
-    import dask.array as da
 
     control = scheduling.NullControl() if control is None else control
 
@@ -243,34 +250,105 @@ def tiled(x, operator: TileOperator, plan: TilePlan, *, device="auto", control=N
     x = x.rechunk(_lead_chunks(x, plan.planes_per_block)
                   + ((x.shape[-3],), plan.block_chunks(0), plan.block_chunks(1)))
     whole = plan.context(0) == 0 and plan.context(1) == 0
-    if not whole and tuple(plan.estimate_edge) != tuple(plan.plane):
+    if not whole and plan.estimate_edge != tuple(min(n, ESTIMATE_EDGE) for n in plan.plane):
         warnings.warn(f"estimating each plane's automatic parameters on its centre "
-                      f"{plan.estimate_edge[0]}x{plan.estimate_edge[1]} crop: the whole "
-                      f"{plan.plane[0]}x{plan.plane[1]} plane would not fit the memory budget. "
-                      "Pass fixed parameters for results independent of the crop.",
+                      f"{plan.estimate_edge[0]}x{plan.estimate_edge[1]} crop: a larger crop "
+                      f"of the {plan.plane[0]}x{plan.plane[1]} plane would not fit the memory "
+                      "budget. Pass fixed parameters for results independent of the crop.",
                       RuntimeWarning, stacklevel=3)
     params = None if whole else _estimates(x, operator, device, plan.estimate_edge)
     solver = _BlockSolver(operator, plan, device, control,
                           BatchSize(f"wsprior-{uuid.uuid4().hex}", plan.batch))
-    depth = {lead + 1: plan.context(0), lead + 2: plan.context(1)}
     channels = operator.out_channels(x.shape[-3]) or 1
     margins = tuple(tuple(c + 2 * plan.fold(axis) for c in plan.block_chunks(axis))
                     for axis in (0, 1))
-    extended = da.overlap.overlap(x, depth=depth, boundary="none") if not whole else x
-    args = (extended,) if params is None else (extended, params)
     annotations = {"resources": {"GPU": 1}} if gpu_resources else {}
     with dask.annotate(**annotations):
-        blocks = da.map_blocks(solver, *args, dtype=operator.dtype,
-                               chunks=x.chunks[:lead] + ((channels,),) + margins,
-                               meta=np.empty((0,) * x.ndim, dtype=operator.dtype))
+        blocks = _neighbourhood_map(x, _solve_neighbourhood, (plan.context(0), plan.context(1)),
+                                    chunks=x.chunks[:lead] + ((channels,),) + margins,
+                                    dtype=operator.dtype, params=params, solver=solver)
     folds = (plan.fold(0), plan.fold(1))
     if not any(folds):
         return blocks
-    overlapped = da.overlap.overlap(blocks, depth={lead + 1: folds[0], lead + 2: folds[1]},
-                                    boundary=0)
-    return da.map_blocks(_fold, overlapped, folds=folds, dtype=operator.dtype,
-                         chunks=x.chunks[:lead] + ((channels,),) + x.chunks[-2:],
-                         meta=np.empty((0,) * x.ndim, dtype=operator.dtype))
+    return _neighbourhood_map(blocks, _fold_neighbourhood, folds,
+                              chunks=x.chunks[:lead] + ((channels,),) + x.chunks[-2:],
+                              dtype=operator.dtype)
+
+
+def _neighbourhood_map(x, task, context: tuple[int, int], *, chunks, dtype, params=None,
+                       solver=None):
+    """One task per block of ``x``: ``task(solver, grid, context, location, params)`` with
+    ``grid`` the 3 × 3 chunks around the block (``None`` beyond the image). Like
+    ``dask.array.overlap`` + ``map_blocks``, but the task joins the ``context`` pixels it needs
+    itself: with ``overlap`` the joined copies and neighbour slices are separate tasks that dask
+    runs ahead and holds (about a plane's worth of 3 × 3 copies: 400 MB at 4096², measured).
+    ``params``: a dask array with one chunk per leading chunk, passed to its blocks' tasks."""
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    name = f"wsprior-{task.__name__.strip('_')}-{uuid.uuid4().hex}"
+    lead = x.ndim - 3
+    starts = [np.cumsum((0,) + c) for c in x.chunks]
+    graph = {}
+    for index in np.ndindex(*x.numblocks):
+        grid = [[_neighbour_key(x, index, dy, dx) for dx in (-1, 0, 1)] for dy in (-1, 0, 1)]
+        location = {"chunk-location": index,
+                    "array-location": [(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index)]}
+        params_key = None if params is None else (params.name, *index[:lead], 0, 0, 0)
+        graph[(name, *index)] = (task, solver, grid, context, location, params_key)
+    dependencies = [x] if params is None else [x, params]
+    layer = HighLevelGraph.from_collections(name, graph, dependencies=dependencies)
+    return da.Array(layer, name, chunks, meta=np.empty((0,) * x.ndim, dtype=dtype))
+
+
+def _neighbour_key(x, index: tuple, dy: int, dx: int):
+    *head, i, j = index
+    if 0 <= i + dy < x.numblocks[-2] and 0 <= j + dx < x.numblocks[-1]:
+        return (x.name, *head, i + dy, j + dx)
+    return None
+
+
+def _solve_neighbourhood(solver, grid, context: tuple[int, int], location: dict, params):
+    """The block with ``context`` pixels of each neighbour (none beyond the image), solved."""
+    return solver(_join(grid, context, fill=False), params, block_info={0: location})
+
+
+def _fold_neighbourhood(_, grid, folds: tuple[int, int], location: dict, params) -> np.ndarray:
+    """A solved block's core plus the margins its neighbours computed for it (``_fold``)."""
+    return _fold(_join(grid, folds, fill=True), folds)
+
+
+def _join(grid, context: tuple[int, int], fill: bool) -> np.ndarray:
+    """``grid[1][1]`` extended by the ``context`` pixels of its neighbours that face it; where
+    there is no neighbour, nothing (``fill=False``) or zeros (``fill=True``)."""
+    centre = grid[1][1]
+
+    def wanted(axis: int, neighbour) -> bool:
+        return bool(context[axis]) and (neighbour is not None or fill)
+    rows = [dy for dy in (-1, 0, 1) if not dy or wanted(0, grid[dy + 1][1])]
+    columns = [dx for dx in (-1, 0, 1) if not dx or wanted(1, grid[1][dx + 1])]
+    joined = []
+    for dy in rows:
+        pieces = []
+        for dx in columns:
+            piece = grid[dy + 1][dx + 1]
+            if piece is None:
+                shape = centre.shape[:-2] + (context[0] if dy else centre.shape[-2],
+                                             context[1] if dx else centre.shape[-1])
+                pieces.append(np.zeros(shape, dtype=centre.dtype))
+            else:
+                pieces.append(_facing(_facing(piece, dy, context[0], -2), dx, context[1], -1))
+        joined.append(np.concatenate(pieces, axis=-1))
+    return np.concatenate(joined, axis=-2)
+
+
+def _facing(piece: np.ndarray, side: int, depth: int, axis: int) -> np.ndarray:
+    """The ``depth`` pixels of a neighbour on ``side`` that face the block (0: the block)."""
+    if side == 0:
+        return piece
+    index = [slice(None)] * piece.ndim
+    index[axis] = slice(-depth, None) if side < 0 else slice(0, depth)
+    return piece[tuple(index)]
 
 
 def blend_profile(core: int, blend: int, first: bool, last: bool) -> np.ndarray:
