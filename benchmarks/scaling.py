@@ -11,8 +11,9 @@ Workload: whitened Wiener deblur + dehaze (Airy PSF NA 0.8, λ 0.52 µm, 0.1 µm
 the parent that forked the process, it starts afresh in each process; ``ru_maxrss`` elsewhere).
 Input planes repeat one simulated 1024² widefield image. Two parameter modes: *automatic* (each
 plane's weight, haze level and offset estimated on the plane up to ``tiling.ESTIMATE_EDGE``
-pixels a side, on its centre crop of that size beyond) and *fixed* (given once, e.g. estimated on one representative plane with
-``deconvolution_parameters``: only the noise σ and means are measured per plane).
+pixels a side, on its centre crop of that size beyond) and *fixed* (given once, e.g. estimated
+on one representative plane with ``deconvolution_parameters``: only the noise σ and means are
+measured per plane).
 
 Overhead: the same tiles, cut beforehand into batches and passed to the solver with fixed
 parameters in one loop, against the full tiled job (numpy in → numpy out, local threads).
@@ -123,7 +124,7 @@ def scaling_rows(sizes, image, fixed, folder: Path) -> list[dict]:
         for mode, parameters in (("automatic", {}), ("fixed", fixed)):
             result = measure(source, folder / "out.zarr", parameters)
             pixels = planes * edge * edge
-            rows.append(dict(stack=f"{planes} × {edge}²", mode=mode, mpix=pixels / 1e6,
+            rows.append(dict(stack=f"{planes} × {edge}²", edge=edge, mode=mode, mpix=pixels / 1e6,
                              seconds=result["seconds"], throughput=pixels / 1e6 / result["seconds"],
                              peak_mb=result["peak_bytes"] / 2 ** 20))
             print(rows[-1], flush=True)
@@ -154,8 +155,8 @@ def overhead(image: np.ndarray, fixed: dict, repeats: int = 3) -> dict:
                           **fixed)  # warm-up
     pipeline, tiled = best_time(repeats, lambda: wsprior.deblur_dehaze(
         stack, method="wiener", tile_size=TILE, **OPTICS, **fixed))
-    first = (edge - min(edge, tiling.ESTIMATE_EDGE)) // 2
-    centre = torch.as_tensor(stack[:, None, first:edge - first, first:edge - first])
+    crop = tiling.centre_slices((edge, edge), (min(edge, tiling.ESTIMATE_EDGE),) * 2)
+    centre = torch.as_tensor(stack[(slice(None), None, *crop)])
     estimate, params = best_time(repeats, lambda: operator.estimate(centre))
     plan = tiling.plan_tiles((edge, edge), 1, operator, tile_size=TILE)
     halo = max(operator.halo(params[0], 4 * plan.block[0]))
@@ -174,7 +175,7 @@ def overhead(image: np.ndarray, fixed: dict, repeats: int = 3) -> dict:
     whole, _ = best_time(1, lambda: wsprior.deblur_dehaze(stack, method="wiener", **OPTICS,
                                                            **fixed))
     return dict(stack=f"{planes} × {edge}²", halo=halo, window=TILE + 2 * margin, pipeline=pipeline,
-                estimate=estimate, solver=solver, untiled=whole,
+                estimate=estimate, solver=solver, untiled=whole, repeats=repeats,
                 relative_difference=relative_difference(tiled, untiled))
 
 
@@ -190,30 +191,30 @@ def best_time(repeats: int, run) -> tuple[float, object]:
 
 def estimate_crop_quality(edge: int = 2048, seeds=(11, 12), crops=(2048, 1024, 512)) -> list[dict]:
     """Wiener PSNR on simulated ``edge``² planes with the automatic numbers estimated on the
-    centre ``crop``² (what ``tiling.ESTIMATE_EDGE`` does to planes larger than it)."""
+    centre ``crop``², through the tile operator as a tiled job does (``tiling.ESTIMATE_EDGE``)."""
     import torch
 
-    from wsprior import metrics
+    from wsprior import metrics, tiling
     from wsprior.data.blur_haze import WidefieldAcquisition, simulate_deblur_dehaze_pair
     from wsprior.physics.blur_haze import make_psf
-    from wsprior.solvers.classical.deconvolution import deconvolution_parameters, wiener_deblur
+    from wsprior.settings import DeblurDehazeSettings, validated
+    from wsprior.solvers.classical.tiled import DeblurTiles
 
     acquisition = WidefieldAcquisition()
-    optics = dict(pixel_size_um=acquisition.pixel_size_um,
-                  haze_sigma_um=acquisition.haze_sigma_um)
-    psf = make_psf(na=acquisition.na, wavelength_um=acquisition.wavelength_um,
-                   pixel_size_um=acquisition.pixel_size_um)
+    optics = dict(na=acquisition.na, wavelength_um=acquisition.wavelength_um,
+                  pixel_size_um=acquisition.pixel_size_um)
+    settings = validated(DeblurDehazeSettings, method="wiener", **optics,
+                         haze_sigma_um=acquisition.haze_sigma_um)
+    operator = DeblurTiles(make_psf(**optics), settings)
     rows = []
     for seed in seeds:
         measured, truth = simulate_deblur_dehaze_pair((edge, edge), acquisition, seed)
-        plane = torch.as_tensor(measured)
+        plane = torch.as_tensor(measured)[None, None]
+        whole = tiling.Window((0,), (0, 0), (0, edge, 0, edge))
         for crop in crops:
-            start = (edge - crop) // 2
-            numbers = deconvolution_parameters(plane[start:start + crop, start:start + crop],
-                                               psf, **optics)
-            fixed = {k: numbers[k] for k in ("regularization", "haze_std", "noise_sigma", "mean",
-                                              "center", "background")}
-            result = wiener_deblur(plane, psf, **optics, **fixed).numpy()
+            params = operator.estimate(plane[(..., *tiling.centre_slices((edge, edge),
+                                                                         (crop, crop)))])
+            result = operator(plane, params, [whole])[0, 0].numpy()
             rows.append(dict(seed=seed, crop=crop, psnr=metrics.psnr(truth, result)))
     return rows
 
@@ -254,7 +255,7 @@ def markdown(rows: list[dict], cost: dict, crops: list[dict], baseline_mb: float
     lines += ["", memory_summary(rows, baseline_mb)]
     machinery = cost["pipeline"] - cost["estimate"] - cost["solver"]
     lines += ["", f"Overhead on {cost['stack']} (fixed parameters, numpy in → numpy out, best of "
-              f"3 runs; halo "
+              f"{cost['repeats']} runs; halo "
               f"{cost['halo']} px, windows {cost['window']}² for {TILE}² tiles):", "",
               "| | time (s) |", "|---|---|",
               f"| solver on the pre-cut tile batches | {cost['solver']:.1f} |",
@@ -290,7 +291,7 @@ def memory_summary(rows: list[dict], baseline_mb: float) -> str:
     for mode in ("automatic", "fixed"):
         chosen = [r for r in rows if r["mode"] == mode]
         first, last = chosen[0], chosen[-1]
-        same_plane = [r for r in chosen if r["stack"].split(" × ")[1] == last["stack"].split(" × ")[1]]
+        same_plane = [r for r in chosen if r["edge"] == last["edge"]]
         text.append(f"{mode}: {above(first)} MB at {first['stack']}, {above(last)} MB at "
                     f"{last['stack']} ({last['mpix'] / first['mpix']:.0f}× the data)"
                     + (f", {above(same_plane[0])} MB at {same_plane[0]['stack']}"

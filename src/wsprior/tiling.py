@@ -34,6 +34,7 @@ A solver plugs in by implementing ``TileOperator`` (the classical solvers:
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import uuid
@@ -64,7 +65,7 @@ _PLANNING_HALO_FRACTION = 4  # memory planning assumes a halo of tile / 4 (measu
 #: 2048² widefield planes, Wiener with the numbers of the centre 1024² (or 512²) crop came within
 #: 0.03 dB of the whole plane's (benchmarks/scaling.py, table in docs/benchmarks.md).
 ESTIMATE_EDGE = 1024
-#: Parameter estimates are a job's largest allocations: one at a time per process.
+#: Parameter estimates run one at a time per process, beside the block solves.
 _ESTIMATE_LOCK = threading.Lock()
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1): the part of a window inside the image
@@ -181,11 +182,20 @@ def _estimate_edge(plane, channels: int, operator: TileOperator, budget: int) ->
     cheaper than its solve says so with ``estimate_bytes`` (same signature as
     ``workspace_bytes``)."""
     cost = getattr(operator, "estimate_bytes", operator.workspace_bytes)
-    edge = [min(n, ESTIMATE_EDGE) for n in plane]
+    edge = list(_capped(plane))
     while cost(tuple(edge), channels) > budget and max(edge) > _TILE_EDGES[0]:
         axis = int(edge[1] > edge[0])
         edge[axis] = max(_TILE_EDGES[0], edge[axis] // 2)
     return tuple(edge)
+
+
+def _capped(plane) -> tuple[int, int]:
+    return tuple(min(n, ESTIMATE_EDGE) for n in plane)
+
+
+def centre_slices(plane, edge) -> tuple[slice, slice]:
+    """The centre ``edge`` (Y, X) of a ``plane`` (Y, X): where parameters are estimated."""
+    return tuple(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(plane, edge))
 
 
 def needs_tiling(plane: tuple[int, int], channels: int, operator: TileOperator, *,
@@ -250,7 +260,7 @@ def tiled(x, operator: TileOperator, plan: TilePlan, *, device="auto", control=N
     x = x.rechunk(_lead_chunks(x, plan.planes_per_block)
                   + ((x.shape[-3],), plan.block_chunks(0), plan.block_chunks(1)))
     whole = plan.context(0) == 0 and plan.context(1) == 0
-    if not whole and plan.estimate_edge != tuple(min(n, ESTIMATE_EDGE) for n in plan.plane):
+    if not whole and plan.estimate_edge != _capped(plan.plane):
         warnings.warn(f"estimating each plane's automatic parameters on its centre "
                       f"{plan.estimate_edge[0]}x{plan.estimate_edge[1]} crop: a larger crop "
                       f"of the {plan.plane[0]}x{plan.plane[1]} plane would not fit the memory "
@@ -264,38 +274,44 @@ def tiled(x, operator: TileOperator, plan: TilePlan, *, device="auto", control=N
                     for axis in (0, 1))
     annotations = {"resources": {"GPU": 1}} if gpu_resources else {}
     with dask.annotate(**annotations):
-        blocks = _neighbourhood_map(x, _solve_neighbourhood, (plan.context(0), plan.context(1)),
+        blocks = _neighbourhood_map(x, solver, (plan.context(0), plan.context(1)), label="solve",
+                                    fill=False, block_info=True, params=params,
                                     chunks=x.chunks[:lead] + ((channels,),) + margins,
-                                    dtype=operator.dtype, params=params, solver=solver)
+                                    dtype=operator.dtype)
     folds = (plan.fold(0), plan.fold(1))
     if not any(folds):
         return blocks
-    return _neighbourhood_map(blocks, _fold_neighbourhood, folds,
+    return _neighbourhood_map(blocks, functools.partial(_fold, folds=folds), folds, label="fold",
+                              fill=True,
                               chunks=x.chunks[:lead] + ((channels,),) + x.chunks[-2:],
                               dtype=operator.dtype)
 
 
-def _neighbourhood_map(x, task, context: tuple[int, int], *, chunks, dtype, params=None,
-                       solver=None):
-    """One task per block of ``x``: ``task(solver, grid, context, location, params)`` with
-    ``grid`` the 3 × 3 chunks around the block (``None`` beyond the image). Like
-    ``dask.array.overlap`` + ``map_blocks``, but the task joins the ``context`` pixels it needs
-    itself: with ``overlap`` the joined copies and neighbour slices are separate tasks that dask
-    runs ahead and holds (about a plane's worth of 3 × 3 copies: 400 MB at 4096², measured).
-    ``params``: a dask array with one chunk per leading chunk, passed to its blocks' tasks."""
+def _neighbourhood_map(x, func, context: tuple[int, int], *, label: str, fill: bool, chunks,
+                       dtype, block_info: bool = False, params=None):
+    """``map_blocks(func, overlap(x, context))`` with one task per block: the task joins the
+    ``context`` pixels of the block's neighbours itself (``_join``; ``fill``: zeros beyond the
+    image, else nothing). With ``dask.array.overlap`` the joined copies and neighbour slices
+    are separate tasks that dask runs ahead and holds (about a plane's worth of 3 × 3 copies:
+    400 MB at 4096², measured). ``block_info``: called as ``func(block, params, block_info)``
+    (``params``: a dask array with one chunk per leading chunk, or ``None``), as ``map_blocks``
+    would; else ``func(block)``."""
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
 
-    name = f"wsprior-{task.__name__.strip('_')}-{uuid.uuid4().hex}"
+    name = f"wsprior-{label}-{uuid.uuid4().hex}"
     lead = x.ndim - 3
     starts = [np.cumsum((0,) + c) for c in x.chunks]
     graph = {}
     for index in np.ndindex(*x.numblocks):
         grid = [[_neighbour_key(x, index, dy, dx) for dx in (-1, 0, 1)] for dy in (-1, 0, 1)]
-        location = {"chunk-location": index,
-                    "array-location": [(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index)]}
-        params_key = None if params is None else (params.name, *index[:lead], 0, 0, 0)
-        graph[(name, *index)] = (task, solver, grid, context, location, params_key)
+        extra = []
+        if block_info:
+            location = {"chunk-location": index, "array-location":
+                        [(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index)]}
+            extra = [None if params is None else (params.name, *index[:lead], 0, 0, 0),
+                     {0: location}]
+        graph[(name, *index)] = (_call_joined, func, grid, context, fill, extra)
     dependencies = [x] if params is None else [x, params]
     layer = HighLevelGraph.from_collections(name, graph, dependencies=dependencies)
     return da.Array(layer, name, chunks, meta=np.empty((0,) * x.ndim, dtype=dtype))
@@ -308,14 +324,8 @@ def _neighbour_key(x, index: tuple, dy: int, dx: int):
     return None
 
 
-def _solve_neighbourhood(solver, grid, context: tuple[int, int], location: dict, params):
-    """The block with ``context`` pixels of each neighbour (none beyond the image), solved."""
-    return solver(_join(grid, context, fill=False), params, block_info={0: location})
-
-
-def _fold_neighbourhood(_, grid, folds: tuple[int, int], location: dict, params) -> np.ndarray:
-    """A solved block's core plus the margins its neighbours computed for it (``_fold``)."""
-    return _fold(_join(grid, folds, fill=True), folds)
+def _call_joined(func, grid, context: tuple[int, int], fill: bool, extra: list):
+    return func(_join(grid, context, fill), *extra)
 
 
 def _join(grid, context: tuple[int, int], fill: bool) -> np.ndarray:
@@ -557,8 +567,8 @@ def _estimates(x, operator: TileOperator, device, edge: tuple[int, int]):
     import dask.array as da
     from dask.graph_manipulation import clone
 
-    crops = tuple(slice((n - e) // 2, (n - e) // 2 + e) for n, e in zip(x.shape[-2:], edge))
-    sample = clone(x[(..., *crops)]).rechunk({x.ndim - 2: -1, x.ndim - 1: -1})
+    sample = clone(x[(..., *centre_slices(x.shape[-2:], edge))])
+    sample = sample.rechunk({x.ndim - 2: -1, x.ndim - 1: -1})
     estimator = _Estimator(operator, device)
     pieces = sample.to_delayed()
     blocks = np.empty(pieces.shape, dtype=object)
