@@ -19,6 +19,7 @@ from wsprior.data.idt import (led_ring, permittivity_from_ri, simulate_idt_image
                               snap_illumination_na, volume_phantom)
 from wsprior.data.tie import phase_phantom, simulate_defocus_stack
 from wsprior.physics.blur_haze import make_psf
+from wsprior.settings import DeblurDehazeSettings, validated
 from wsprior.solvers.classical import tiled as classical_tiled
 from wsprior.solvers.classical.deconvolution import deconvolution_parameters, wiener_deblur
 
@@ -82,6 +83,26 @@ def test_tiled_deblur_equals_untiled(method, haze_sigma_um, splits, window_sizes
     tiled = wsprior.deblur_dehaze(image, method=method, iterations=10, tile_size=TILE, **params)
     assert relative_error(tiled, untiled) < 1e-4
     assert (max(window_sizes) < (SIZE, SIZE)) == splits
+
+
+@pytest.mark.parametrize("method", ["wiener", "rl"])
+def test_blocks_join_only_the_margins_their_windows_need(method, monkeypatch):
+    """Planes split into many blocks (interior blocks with neighbours on every side, a last block
+    that absorbs the remainder and ends in a partial tile) still give the untiled result; each
+    block joins only ``halo + blend`` pixels of its neighbours, not whole neighbour blocks."""
+    monkeypatch.setattr(tiling, "BLOCK_EDGE", 128)
+    joined = []
+    join = tiling.Neighbourhood.join
+    monkeypatch.setattr(tiling.Neighbourhood, "join",
+                        lambda self, depth, fill: joined.append(depth) or join(self, depth, fill))
+    image, params = widefield(0.5)
+    image = image[:500, :460]
+    untiled = wsprior.deblur_dehaze(image, method=method, iterations=10, **params)
+    tiled = wsprior.deblur_dehaze(image, method=method, iterations=10, tile_size=64, **params)
+    assert relative_error(tiled, untiled) < 1e-4
+    solve_depths = {d for d in joined if d != (4, 4)}  # the fold joins the 4-px blend margins
+    assert len(joined) == 2 * 3 * 3 and len(solve_depths) == 1
+    assert 4 < min(solve_depths.pop()) < 128
 
 
 @pytest.mark.parametrize("regularization, splits", [("auto", False), (1.0, True)])
@@ -359,6 +380,33 @@ def test_tiled_ws_sampler_matches_untiled_without_seams(tiny_prior, monkeypatch)
     gap = metrics.psnr(truth, tiled) - metrics.psnr(truth, whole)
     assert abs(gap) < 0.2, gap
     assert seam_ratio(tiled, TILE, np.mean) < 1.1 * seam_ratio(whole, TILE, np.mean)
+
+
+def test_gpu_plan_batches_the_tiles_of_several_planes(monkeypatch):
+    """On a GPU a block holds several planes when a plane's block has fewer tiles than a batch
+    holds, so one operator call (one forward) gets the windows of several planes; the result
+    is the same as with one plane per block."""
+    monkeypatch.setattr(tiling, "BLOCK_EDGE", 128)
+    monkeypatch.setattr(tiling.memory, "budget_bytes", lambda device="cpu", workers=1: 2 ** 30)
+    image, params = widefield(0.5, size=256)
+    stack = np.stack([image, image.T, image[::-1]])
+    settings = validated(DeblurDehazeSettings, method="wiener", tile_size=64, **params)
+    operator = classical_tiled.DeblurTiles(
+        make_psf(na=params["na"], wavelength_um=params["wavelength_um"],
+                 pixel_size_um=params["pixel_size_um"]), settings)
+    planned = {device: tiling.plan_tiles((256, 256), 1, operator, tile_size=64, device=device)
+               for device in ("cpu", "cuda")}
+    assert planned["cpu"].planes_per_block == 1
+    assert planned["cuda"].planes_per_block == tiling.GPU_BLOCK_PLANES
+    calls = []
+    call = classical_tiled.DeblurTiles.__call__
+    monkeypatch.setattr(classical_tiled.DeblurTiles, "__call__", lambda self, w, p, where: (
+        calls.append({place.plane for place in where}), call(self, w, p, where))[1])
+    source = da.from_array(stack[:, None], chunks=(1, 1, 256, 256))
+    results = {device: tiling.tiled(source, operator, plan, device="cpu").compute()
+               for device, plan in planned.items()}
+    np.testing.assert_allclose(results["cuda"], results["cpu"], rtol=1e-6, atol=1e-6)
+    assert max(len(planes) for planes in calls) == 3
 
 
 def test_tiled_job_holds_few_blocks_between_tasks(monkeypatch):

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 import dask
+import dask.array
 import numpy as np
 from dask.callbacks import Callback
 
@@ -105,13 +106,17 @@ def compute_array(array, *, client, control, progress: Progress, total: int,
                   units: Callable[[tuple], int]) -> np.ndarray:
     """Compute a dask array here (threads) or on ``client``'s workers. On a cluster
     ``progress(done, total)`` is called as blocks complete, ``units(block_index)`` giving each
-    block's share of ``total``; locally the blocks report through ``control`` themselves."""
+    block's share of ``total``; locally the blocks report through ``control`` themselves and
+    are written into the result as they finish (not held and concatenated at the end)."""
     if client is None:
+        result = np.empty(array.shape, dtype=array.dtype)
         try:
-            return array.compute(scheduler="threads", num_workers=local_workers())
+            dask.array.store(array, result, lock=False, scheduler="threads",
+                             num_workers=local_workers())
         except BaseException:
             control.cancel()
             raise
+        return result
     persisted = client.persist(array)
     _report_as_completed(client, _futures(persisted), progress, total,
                          lambda future: units(tuple(future.key[1:])), on_cancel=control.cancel)

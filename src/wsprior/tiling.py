@@ -22,12 +22,12 @@ The graph (lazy; dask in → dask out, no compute until asked):
 
 1. per leading chunk, the estimate (planes that span several blocks only; otherwise the block
    estimates on its own plane);
-2. per block, one task that joins the block with ``context`` pixels of each neighbour chunk (no
-   padding at the image border: the block pads with ``operator.boundary`` itself) and solves
-   its tiles in batches (``wsprior.batching``), weighted and summed into the block plus a
-   ``blend`` margin on each side;
-3. fold: each margin is added into the neighbouring block (``dask.array.overlap``, depth
-   ``blend``).
+2. per block, one task that gets the block and its neighbour chunks (``Neighbourhood``), joins
+   the ``halo + blend`` pixels of each neighbour its windows need (no padding at the image
+   border: the block pads with ``operator.boundary`` itself) and solves its tiles in batches
+   (``wsprior.batching``), weighted and summed into the block plus a ``blend`` margin on each
+   side;
+3. fold: per block, one task that adds the margins its neighbours computed for it.
 
 A solver plugs in by implementing ``TileOperator`` (the classical solvers:
 ``solvers/classical/tiled.py``; the diffusion samplers: ``solvers/sampler_tiles.py``).
@@ -53,6 +53,9 @@ from .batching import BatchSize, run_batches
 
 #: Largest block edge (pixels): dask task and zarr chunk granularity; bounds the memory of a task.
 BLOCK_EDGE = 1024
+#: On a GPU a block holds up to this many planes (leading-axis chunks), so that one batch, one
+#: forward pass, gathers the tiles of several planes when a plane has fewer tiles than fit.
+GPU_BLOCK_PLANES = 16
 #: Blend margin = tile // BLEND_DIVISOR. Deterministic tiles agree in their overlaps to the halo
 #: tolerance; a cross-fade over 2·blend = tile/8 pixels hides that residue at a small cost in
 #: window area. Stochastic solvers should blend wider (over their correlation length).
@@ -170,9 +173,12 @@ def plan_tiles(plane: tuple[int, int], channels: int, operator: TileOperator, *,
         raise ValueError(f"the blend margin ({blend} px) must be at most half the tile "
                          f"({split} px); use a larger tile_size")
     window = tuple(t + 2 * (t // _PLANNING_HALO_FRACTION + blend) for t in tile)
-    batch = max(1, budget // max(1, operator.workspace_bytes(window, channels)))
+    batch = int(min(4096, max(1, budget // max(1, operator.workspace_bytes(window, channels)))))
     planes = max(1, BLOCK_EDGE ** 2 // (block[0] * block[1]))
-    return TilePlan(tuple(plane), tile, block, blend, planes, int(min(batch, 4096)),
+    if torch.device(device).type == "cuda":  # a batch gathers the tiles of several planes
+        tiles = math.prod(math.ceil(b / t) for b, t in zip(block, tile))
+        planes = max(planes, min(GPU_BLOCK_PLANES, math.ceil(batch / tiles)))
+    return TilePlan(tuple(plane), tile, block, blend, planes, batch,
                     _estimate_edge(plane, channels, operator, budget))
 
 
@@ -223,7 +229,8 @@ def apply(array, operator: TileOperator, *, core_in: int, settings, progress=Non
 
     device = resolve_device(settings.device)
     lazy = is_dask(array)
-    source = array if lazy else da.from_array(_host_array(array), chunks=-1)
+    # name=False: a random name instead of hashing the whole array
+    source = array if lazy else da.from_array(_host_array(array), chunks=-1, name=False)
     if core_in == 2:
         source = source[..., None, :, :]
     plane, channels = tuple(source.shape[-2:]), int(source.shape[-3])
@@ -274,28 +281,27 @@ def tiled(x, operator: TileOperator, plan: TilePlan, *, device="auto", control=N
                     for axis in (0, 1))
     annotations = {"resources": {"GPU": 1}} if gpu_resources else {}
     with dask.annotate(**annotations):
-        blocks = _neighbourhood_map(x, solver, (plan.context(0), plan.context(1)), label="solve",
-                                    fill=False, block_info=True, params=params,
+        blocks = _neighbourhood_map(x, solver, label="solve", block_info=True, params=params,
                                     chunks=x.chunks[:lead] + ((channels,),) + margins,
                                     dtype=operator.dtype)
     folds = (plan.fold(0), plan.fold(1))
     if not any(folds):
         return blocks
-    return _neighbourhood_map(blocks, functools.partial(_fold, folds=folds), folds, label="fold",
-                              fill=True,
+    return _neighbourhood_map(blocks, functools.partial(_fold, folds=folds), label="fold",
                               chunks=x.chunks[:lead] + ((channels,),) + x.chunks[-2:],
                               dtype=operator.dtype)
 
 
-def _neighbourhood_map(x, func, context: tuple[int, int], *, label: str, fill: bool, chunks,
-                       dtype, block_info: bool = False, params=None):
-    """``map_blocks(func, overlap(x, context))`` with one task per block: the task joins the
-    ``context`` pixels of the block's neighbours itself (``_join``; ``fill``: zeros beyond the
-    image, else nothing). With ``dask.array.overlap`` the joined copies and neighbour slices
-    are separate tasks that dask runs ahead and holds (about a plane's worth of 3 × 3 copies:
-    400 MB at 4096², measured). ``block_info``: called as ``func(block, params, block_info)``
-    (``params``: a dask array with one chunk per leading chunk, or ``None``), as ``map_blocks``
-    would; else ``func(block)``."""
+def _neighbourhood_map(x, func, *, label: str, chunks, dtype, block_info: bool = False,
+                       params=None):
+    """``map_blocks`` over ``x`` where ``func`` gets each block's ``Neighbourhood`` (the block
+    and its neighbour chunks) instead of the block, in one task per block, and joins the pixels
+    it needs itself. With ``dask.array.overlap`` the joined copies and neighbour slices are
+    separate tasks that dask runs ahead and holds (about a plane's worth of 3 × 3 copies: 400 MB
+    at 4096², measured); and the depth of the join would have to be fixed when the graph is
+    built, before the halo is measured. ``block_info``: called as ``func(neighbourhood, params,
+    block_info)`` (``params``: a dask array with one chunk per leading chunk, or ``None``), as
+    ``map_blocks`` would; else ``func(neighbourhood)``."""
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
 
@@ -311,7 +317,7 @@ def _neighbourhood_map(x, func, context: tuple[int, int], *, label: str, fill: b
                         [(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index)]}
             extra = [None if params is None else (params.name, *index[:lead], 0, 0, 0),
                      {0: location}]
-        graph[(name, *index)] = (_call_joined, func, grid, context, fill, extra)
+        graph[(name, *index)] = (_call_with_neighbourhood, func, grid, extra)
     dependencies = [x] if params is None else [x, params]
     layer = HighLevelGraph.from_collections(name, graph, dependencies=dependencies)
     return da.Array(layer, name, chunks, meta=np.empty((0,) * x.ndim, dtype=dtype))
@@ -324,32 +330,44 @@ def _neighbour_key(x, index: tuple, dy: int, dx: int):
     return None
 
 
-def _call_joined(func, grid, context: tuple[int, int], fill: bool, extra: list):
-    return func(_join(grid, context, fill), *extra)
+def _call_with_neighbourhood(func, grid, extra: list):
+    return func(Neighbourhood(grid), *extra)
 
 
-def _join(grid, context: tuple[int, int], fill: bool) -> np.ndarray:
-    """``grid[1][1]`` extended by the ``context`` pixels of its neighbours that face it; where
-    there is no neighbour, nothing (``fill=False``) or zeros (``fill=True``)."""
-    centre = grid[1][1]
+class Neighbourhood:
+    """A block (``grid[1][1]``) and the chunks around it (``None`` beyond the image)."""
 
-    def wanted(axis: int, neighbour) -> bool:
-        return bool(context[axis]) and (neighbour is not None or fill)
-    rows = [dy for dy in (-1, 0, 1) if not dy or wanted(0, grid[dy + 1][1])]
-    columns = [dx for dx in (-1, 0, 1) if not dx or wanted(1, grid[1][dx + 1])]
-    joined = []
-    for dy in rows:
-        pieces = []
-        for dx in columns:
-            piece = grid[dy + 1][dx + 1]
-            if piece is None:
-                shape = centre.shape[:-2] + (context[0] if dy else centre.shape[-2],
-                                             context[1] if dx else centre.shape[-1])
-                pieces.append(np.zeros(shape, dtype=centre.dtype))
-            else:
-                pieces.append(_facing(_facing(piece, dy, context[0], -2), dx, context[1], -1))
-        joined.append(np.concatenate(pieces, axis=-1))
-    return np.concatenate(joined, axis=-2)
+    def __init__(self, grid):
+        self.grid = grid
+
+    @property
+    def block(self) -> np.ndarray:
+        return self.grid[1][1]
+
+    def has(self, axis: int, side: int) -> bool:
+        """Whether there is a neighbour on ``side`` (-1, +1) along ``axis`` (0: Y, 1: X)."""
+        return (self.grid[side + 1][1] if axis == 0 else self.grid[1][side + 1]) is not None
+
+    def join(self, depth: tuple[int, int], fill: bool) -> np.ndarray:
+        """The block extended by the ``depth`` (Y, X) pixels of its neighbours that face it;
+        where there is no neighbour, nothing (``fill=False``) or zeros (``fill=True``).
+        ``depth`` is at most a neighbour's extent."""
+        centre = self.block
+        rows = [dy for dy in (-1, 0, 1) if not dy or (depth[0] and (fill or self.has(0, dy)))]
+        columns = [dx for dx in (-1, 0, 1) if not dx or (depth[1] and (fill or self.has(1, dx)))]
+        joined = []
+        for dy in rows:
+            pieces = []
+            for dx in columns:
+                piece = self.grid[dy + 1][dx + 1]
+                if piece is None:
+                    shape = centre.shape[:-2] + (depth[0] if dy else centre.shape[-2],
+                                                 depth[1] if dx else centre.shape[-1])
+                    pieces.append(np.zeros(shape, dtype=centre.dtype))
+                else:
+                    pieces.append(_facing(_facing(piece, dy, depth[0], -2), dx, depth[1], -1))
+            joined.append(np.concatenate(pieces, axis=-1) if len(pieces) > 1 else pieces[0])
+        return np.concatenate(joined, axis=-2) if len(joined) > 1 else joined[0]
 
 
 def _facing(piece: np.ndarray, side: int, depth: int, axis: int) -> np.ndarray:
@@ -375,10 +393,11 @@ def blend_profile(core: int, blend: int, first: bool, last: bool) -> np.ndarray:
     return weights
 
 
-def _fold(block: np.ndarray, folds: tuple[int, int]) -> np.ndarray:
+def _fold(neighbourhood: Neighbourhood, folds: tuple[int, int]) -> np.ndarray:
     """Sum a block's core with the margins its neighbours computed for it. Along each folded
-    axis the overlapped block reads [neighbour's margin | own margin | core | own margin |
+    axis the joined block reads [neighbour's margin | own margin | core | own margin |
     neighbour's margin], each margin ``fold`` pixels."""
+    block = neighbourhood.join(folds, fill=True)
     for axis, fold in zip((-2, -1), folds):
         if not fold:
             continue
@@ -427,7 +446,8 @@ class _BlockSolver:
         self.control, self.batch = control, batch
         self.starts = tuple(np.cumsum((0,) + plan.block_chunks(axis)) for axis in (0, 1))
 
-    def __call__(self, block: np.ndarray, params=None, block_info=None) -> np.ndarray:
+    def __call__(self, neighbourhood: Neighbourhood, params=None, block_info=None) -> np.ndarray:
+        block = neighbourhood.block
         index = block_info[0]["chunk-location"][-2:]
         lead_shape = block.shape[:-3]
         lead_start = [start for start, _ in block_info[0]["array-location"][:-3]]
@@ -438,10 +458,10 @@ class _BlockSolver:
         device = resolve_device(self.device)
         params = None if params is None else [p for p in params.reshape(-1)]
         params, axes = self._layout(planes, params, index, device)
-        context = self._context(planes, axes)
+        context = self._context(neighbourhood, axes)
         tiles = self.plan.tiles_in_block(index) * len(planes)
         out = self._solve(context, params, axes, device, tiles, names)
-        del context, planes, block
+        del context, planes, block, neighbourhood
         memory.release_free_memory()
         return out.reshape(*lead_shape, *out.shape[1:])
 
@@ -492,13 +512,16 @@ class _BlockSolver:
             axes.append(_Axis(self.plan.tile[a], reach + blend, blend, start, stop, size))
         return tuple(axes)
 
-    def _context(self, planes: np.ndarray, axes) -> np.ndarray:
-        """The block's tiles plus ``margin`` pixels on every side: neighbours' pixels where the
-        overlap provides them, the operator's boundary continuation beyond the image (also
+    def _context(self, neighbourhood: Neighbourhood, axes) -> np.ndarray:
+        """The block's tiles plus ``margin`` pixels on every side: the neighbours' pixels where
+        there are neighbours, the operator's boundary continuation beyond the image (also
         filling the last, partial tile to full size)."""
+        depth = tuple(axis.margin if self.plan.context(a) else 0 for a, axis in enumerate(axes))
+        joined = neighbourhood.join(depth, fill=False)
+        planes = joined.reshape(-1, *joined.shape[-3:])
         pads = []
         for a, axis in enumerate(axes):
-            before = self.plan.context(a) if axis.start > 0 else 0   # what the overlap gave
+            before = depth[a] if neighbourhood.has(a, -1) else 0     # what the join gave
             low = before - axis.margin                               # local coordinates
             high = before + axis.count * axis.tile + axis.margin
             available = planes.shape[2 + a]

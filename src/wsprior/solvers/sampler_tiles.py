@@ -6,7 +6,9 @@ the whole plane (``problems.plane_parameters``) and fixed for its tiles. Each wi
 sampled on its own with the initial noise of the plane's fixed noise field at the window's
 position (``posterior.positional_normal``): with the deterministic WS sampler, overlapping tiles
 start from the same noise and agree up to the reach of the network and the data step, which
-the halo covers; the stochastic samplers disagree more and rely on the (wider) blend.
+the halo covers; the stochastic samplers disagree more and rely on the (wider) blend. On a GPU
+the windows of a batch are sampled together, one batched network forward per step
+(``solvers.lockstep``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from .classical.tiled import DeblurTiles
+from .lockstep import LockstepPrior, run_in_lockstep
 from .problems import deblur_problem, plane_parameters
 from .samplers import prior_for, sample
 
@@ -23,6 +26,11 @@ from .samplers import prior_for, sample
 NETWORK_REACH_PX = 32
 #: Peak bytes per pixel and sample of one window's sampling (network activations + FFT grids).
 _BYTES_PER_PIXEL = 2500
+#: Devices on which the windows of a tile batch are sampled together, one batched network
+#: forward per step (``solvers.lockstep``). Not the CPU: there torch's threads are busy with one
+#: window already; 4 windows of 256² (ws, 30 steps, shipped prior, 2 cores) took 21-22 s together
+#: vs 14 s one by one. Not measured on a GPU yet (docs/benchmarks.md).
+LOCKSTEP_DEVICES = ("cuda",)
 #: Cross-fade margin (pixels) between tiles: wider than for the classical solvers because
 #: sampled tiles agree only up to the network's residual disagreement.
 BLEND_PX = 32
@@ -67,13 +75,21 @@ class DeblurSamplerTiles:
     def __call__(self, windows: torch.Tensor, params: Sequence[dict] | None,
                  where: Sequence) -> torch.Tensor:
         psf = self.psf.to(windows)
-        prior = prior_for(self.prior, windows.device)
-        out = []
-        for index, window in enumerate(windows):
+        priors = [prior_for(self.prior, windows.device)]
+        if self.settings.method == "joint":
+            priors.append(prior_for("haze", windows.device))
+
+        def one(index: int, priors=priors) -> torch.Tensor:
             fixed = None if params is None else params[index]
-            problem = deblur_problem(window[0], psf, **self.common, haze_std=self.settings.haze_std,
+            problem = deblur_problem(windows[index, 0], psf, **self.common,
+                                     haze_std=self.settings.haze_std,
                                      background=self.settings.background, fixed=fixed)
             origin = (0, 0) if params is None else where[index].origin
-            mean, _ = sample(self.settings.method, problem, prior, self.settings, origin=origin)
-            out.append(mean[None])
-        return torch.stack(out)
+            mean, _ = sample(self.settings.method, problem, priors[0], self.settings,
+                             origin=origin, haze_prior=priors[1] if len(priors) > 1 else None)
+            return mean[None]
+
+        if len(windows) == 1 or windows.device.type not in LOCKSTEP_DEVICES:
+            return torch.stack([one(i) for i in range(len(windows))])
+        shared = [LockstepPrior(prior, len(windows)) for prior in priors]
+        return torch.stack(run_in_lockstep([lambda i: one(i, shared)] * len(windows), shared))

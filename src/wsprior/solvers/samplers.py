@@ -40,13 +40,14 @@ def _cached_prior(name: str, device: str, stamp: int):
     return load_prior(name, device=device)
 
 
-def sample(method: str, problem, prior, settings, progress=None, origin=(0, 0)):
+def sample(method: str, problem, prior, settings, progress=None, origin=(0, 0), haze_prior=None):
     """Posterior mean and std (``None`` for one sample) of ``problem`` with ``settings``'
     steps, guidance, samples and seed; ``origin``: the problem's top-left image pixel. The joint
-    sampler adds the shipped haze prior at the level of the problem's estimated haze."""
+    sampler adds the haze prior (default: the shipped one) at the level of the problem's
+    estimated haze."""
     common = dict(steps=settings.steps, guidance=settings.guidance, seed=settings.seed,
                   n_samples=settings.n_samples, progress=progress, origin=origin)
     if method == "joint":
-        haze_prior = prior_for("haze", problem.classical.device)
+        haze_prior = haze_prior or prior_for("haze", problem.classical.device)
         return joint_sample(problem, prior, haze_prior, haze_std=problem.haze_std, **common)
     return SAMPLERS[method](problem, prior, **common)

@@ -219,7 +219,7 @@ class _Key:
 
     def __init__(self, value):
         self.value = value
-        self._digest = repr(_plain(value))
+        self._digest = _plain(value)
 
     def __hash__(self) -> int:
         return hash(self._digest)
@@ -231,9 +231,12 @@ class _Key:
 def _plain(value):
     if isinstance(value, dict):
         return tuple(sorted((k, _plain(v)) for k, v in value.items()))
-    if isinstance(value, (torch.Tensor, np.ndarray, list, tuple)):
-        array = np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value, dtype=object)
-        return (array.shape, tuple(array.reshape(-1).tolist()))
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return (value.shape, str(value.dtype), value.tobytes())
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(_plain(v) for v in value)
     return value
 
 
