@@ -215,11 +215,15 @@ class IdtProblem:
         return self.solve(x0, precision, guidance)[0]
 
     def misfit(self, x: torch.Tensor, inflation: float | torch.Tensor = 0.0) -> torch.Tensor:
-        """``½ ‖g − H (x, Im_classical)‖²/σ²`` with optional ``inflation · Σ_k |H_lk|²``."""
+        """``½ ‖g − H (x, Im_classical)‖²/σ²``; ``inflation`` adds ``inflation · Σ_lk |H_lk|²``
+        to every image's noise power. The noise of a noisy iterate is common to all LED images
+        (covariance ``σ² I + c H Hᴴ`` per frequency); its trace bounds that matrix, so the
+        likelihood's curvature stays ≤ 1/c as for a single image. With a per-image
+        ``Σ_k |H_lk|²`` it grew with the number of LEDs and Score-ALD diverged."""
         m = self.slices
         x_hat = torch.fft.fft2(self.pad(torch.cat((x, self.classical_imag))))
         predicted = torch.einsum("lkyx,kyx->lyx", self.transfer, x_hat.to(self.transfer.dtype))
-        power = self.noise_variance + inflation * self.transfer[:, :m].abs().square().sum(1)
+        power = self.noise_variance + inflation * self.transfer[:, :m].abs().square().sum((0, 1))
         count = self.data_spectrum[0].numel()
         return 0.5 * ((self.data_spectrum - predicted).abs().square() / (power * count)).sum()
 
