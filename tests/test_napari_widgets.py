@@ -187,6 +187,13 @@ def test_method_list_marks_diffusion_methods_and_toggles_their_fields(qtbot, tas
     assert widget.fields["steps"].widget.enabled and not widget.fields["regularization"].widget.enabled
     combo.value = "tikhonov"
     assert not widget.fields["steps"].widget.enabled and widget.fields["regularization"].widget.enabled
+    combo.value = "ws"
+    widget.fields["stochasticity"].set(0)
+    assert widget.parameters()["stochasticity"] == 0
+    assert widget.fields["start_from_noise"].widget.enabled
+    combo.value = "dps"   # deterministic by construction: the field resets and is disabled
+    assert widget.parameters()["stochasticity"] == "auto"
+    assert not widget.fields["stochasticity"].widget.enabled
 
 
 def test_pixel_size_prefilled_from_layer_scale(make_napari_viewer):

@@ -14,6 +14,8 @@ DEBLUR_METHODS = ("ws", "dps", "score_ald", "ddnm", "joint", "tikhonov", "wiener
 TIE_METHODS = ("ws", "dps", "score_ald", "ddnm", "tikhonov")
 IDT_METHODS = ("ws", "dps", "score_ald", "ddnm", "tikhonov")
 DIFFUSION_METHODS = ("ws", "dps", "score_ald", "ddnm", "joint")
+#: Samplers built on the DDIM update, whose fresh noise per step ``stochasticity`` sets.
+STOCHASTICITY_METHODS = ("ws", "ddnm", "joint")
 WAVELENGTH_RANGE_UM = (0.2, 2.0)
 
 
@@ -27,6 +29,12 @@ class SolverSettings(_Settings):
     steps: int | None = Field(None, ge=1, le=1000, description="sampler steps (network evaluations)")
     guidance: Union[Auto, float] = Field("auto", description="data-consistency weight λ, or 'auto'")
     n_samples: int = Field(1, ge=1, le=256)
+    start_from_noise: bool = Field(False, description="diffusion samplers: start from structured "
+                                   "noise at t = 1 instead of the classical solution diffused "
+                                   "to t = 0.5 (more steps needed)")
+    stochasticity: Union[Auto, float] = Field(
+        "auto", description="fresh noise per step of the ws, ddnm and joint samplers: 0 = "
+        "deterministic (probability flow), 1 = ancestral; 'auto' = 0.85")
     return_std: bool = False
     seed: int = 0
     device: str = "auto"
@@ -39,6 +47,22 @@ class SolverSettings(_Settings):
         if value != "auto" and not value > 0:
             raise ValueError("must be 'auto' or a number > 0")
         return value
+
+    @field_validator("stochasticity")
+    @classmethod
+    def _fraction_or_auto(cls, value):
+        if value != "auto" and not 0 <= value <= 1:
+            raise ValueError("must be 'auto' or a number in [0, 1]")
+        return value
+
+    @model_validator(mode="after")
+    def _stochasticity_needs_a_ddim_sampler(self):
+        method = getattr(self, "method", None)
+        if self.stochasticity != "auto" and method not in STOCHASTICITY_METHODS:
+            raise ValueError(f"stochasticity applies to method {', '.join(STOCHASTICITY_METHODS)}"
+                             f" only; method={method!r} (dps is deterministic, score_ald is "
+                             "Langevin sampling, the classical solvers sample nothing)")
+        return self
 
     @model_validator(mode="after")
     def _std_needs_a_sampler(self):

@@ -21,7 +21,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QObject, Signal
 
 from .. import io
-from ..settings import validated
+from ..settings import STOCHASTICITY_METHODS, validated
 from ._fields import (Field, auto_field, bool_field, button_row, choice_field, header,
                       int_field, is_diffusion, method_choices, prior_field)
 from ._layers import image_layers, layer_data, layer_parameters, pixel_size_from_layer
@@ -319,6 +319,12 @@ class TaskWidget(RunnerWidget):
         self._add(bool_field("return_std", "uncertainty (std layer)",
                              tooltip="also add the per-pixel standard deviation over samples"))
         self._add(int_field("seed", "seed", 0, maximum=2**31 - 1))
+        self._add(bool_field("start_from_noise", "start from noise (t = 1)",
+                             tooltip="start from structured noise instead of the classical "
+                                     "solution diffused to t = 0.5 (needs more steps)"))
+        self._add(auto_field("stochasticity", "stochasticity (0-1)",
+                             tooltip="fresh noise per step (ws, ddnm, joint): 0 = deterministic, "
+                                     "1 = ancestral; 'auto' = 0.85"))
 
         self.append(header("Compute"))
         self._add(choice_field("device", "device", ["auto", "cpu", "cuda"], "auto",
@@ -417,8 +423,13 @@ class TaskWidget(RunnerWidget):
 
     def _method_changed(self, *_args) -> None:
         diffusion = is_diffusion(self.fields["method"].get())
-        for name in ("prior", "steps", "guidance", "n_samples", "return_std", "seed"):
+        for name in ("prior", "steps", "guidance", "n_samples", "return_std", "seed",
+                     "start_from_noise"):
             self.fields[name].widget.enabled = diffusion
+        ddim = self.fields["method"].get() in STOCHASTICITY_METHODS
+        if not ddim:
+            self.fields["stochasticity"].set("auto")
+        self.fields["stochasticity"].widget.enabled = ddim
         self.fields["regularization"].widget.enabled = not diffusion
         self._update_method_fields(self.fields["method"].get())
 

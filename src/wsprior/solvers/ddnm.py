@@ -21,9 +21,9 @@ from .ws import ETA, ws_sample
 
 
 def ddnm_sample(problem, prior, *, steps=None, guidance="auto", warm_start=True, seed=0,
-                n_samples=1, origin=(0, 0), progress=None):
+                n_samples=1, eta=ETA, origin=(0, 0), progress=None):
     """The WS sampler's update with DDNM+'s choices: a scalar diffusion-level precision, the
     paper's η and the white noise floor as ``N``."""
     return ws_sample(problem, prior, steps=steps, guidance=guidance, warm_start=warm_start,
-                     seed=seed, n_samples=n_samples, eta=ETA, variance="diffusion", white=True,
+                     seed=seed, n_samples=n_samples, eta=eta, variance="diffusion", white=True,
                      structured_variance=False, origin=origin, progress=progress)

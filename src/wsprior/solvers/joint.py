@@ -24,7 +24,7 @@ HAZE_UNIT_STD = 1 / 3.09
 
 @torch.no_grad()
 def joint_sample(problem, prior, haze_prior, *, haze_std: float, steps=None, guidance="auto",
-                 warm_start=True, seed=0, n_samples=1, origin=(0, 0), progress=None):
+                 warm_start=True, seed=0, n_samples=1, eta=ETA, origin=(0, 0), progress=None):
     """``problem``: a deblur ``FourierProblem``; ``haze_std``: the haze level (image units)."""
     weight = 1.0 if guidance == "auto" else float(guidance)
     haze_scale = max(float(haze_std), 1e-6) / HAZE_UNIT_STD
@@ -43,8 +43,8 @@ def joint_sample(problem, prior, haze_prior, *, haze_std: float, steps=None, gui
                                            rho_x, rho_h, weight)
             x0 = problem.to_prior(signal).clamp(*prior.data_range)
             h0 = (field / haze_scale).clamp(*haze_prior.data_range)
-            haze["state"] = ddim_update(haze_prior, haze["state"], h0, t, t_next, ETA, noise)
-            return ddim_update(prior, x, x0, t, t_next, ETA, noise), x0
+            haze["state"] = ddim_update(haze_prior, haze["state"], h0, t, t_next, eta, noise)
+            return ddim_update(prior, x, x0, t, t_next, eta, noise), x0
         return step
 
     return posterior_sample(problem, prior, make_step, steps=steps, warm_start=warm_start,

@@ -46,7 +46,10 @@ def sample(method: str, problem, prior, settings, progress=None, origin=(0, 0), 
     sampler adds the haze prior (default: the shipped one) at the level of the problem's
     estimated haze."""
     common = dict(steps=settings.steps, guidance=settings.guidance, seed=settings.seed,
-                  n_samples=settings.n_samples, progress=progress, origin=origin)
+                  n_samples=settings.n_samples, progress=progress, origin=origin,
+                  warm_start=not settings.start_from_noise)
+    if settings.stochasticity != "auto":
+        common["eta"] = float(settings.stochasticity)
     if method == "joint":
         haze_prior = haze_prior or prior_for("haze", problem.classical.device)
         return joint_sample(problem, prior, haze_prior, haze_std=problem.haze_std, **common)
