@@ -28,6 +28,8 @@ class LockstepPrior:
         self.calls = 0   # batched forwards run (for tests and benchmarks)
 
     def __getattr__(self, name):
+        if name.startswith("_"):   # not set yet (e.g. while copying): no recursion into _prior
+            raise AttributeError(name)
         return getattr(self._prior, name)
 
     def bind(self, slot: int) -> None:
