@@ -24,7 +24,7 @@ def batches_seen(prior):
     return sizes, handle
 
 
-@pytest.mark.parametrize("method", ["ws", "score_ald", "dps"])
+@pytest.mark.parametrize("method", ["ws", "score_ald", "dps", "ddnm", "joint"])
 def test_batched_windows_equal_one_by_one(tiny_prior, monkeypatch, method):
     acq = WidefieldAcquisition()
     image, _ = simulate_deblur_dehaze_pair((EDGE * WINDOWS, EDGE), acq, seed=5)
