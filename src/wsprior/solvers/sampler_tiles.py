@@ -29,7 +29,7 @@ _BYTES_PER_PIXEL = 2500
 #: Devices on which the windows of a tile batch are sampled together, one batched network
 #: forward per step (``solvers.lockstep``). Not the CPU: there torch's threads are busy with one
 #: window already; 4 windows of 256² (ws, 30 steps, shipped prior, 2 cores) took 21-22 s together
-#: vs 14 s one by one. Not measured on a GPU yet (docs/benchmarks.md).
+#: vs 14 s one by one. Not measured on a GPU yet (docs/distributed.md).
 LOCKSTEP_DEVICES = ("cuda",)
 #: Cross-fade margin (pixels) between tiles: wider than for the classical solvers because
 #: sampled tiles agree only up to the network's residual disagreement.
