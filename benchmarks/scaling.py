@@ -300,7 +300,8 @@ def memory_summary(rows: list[dict], baseline_mb: float) -> str:
                        if len(same_plane) > 1 else ""))
     return ("Peak memory above the import baseline: " + "; ".join(text) + ". Between tasks "
             "dask holds a few blocks (`tests/test_tiling.py`); the rest is the work of the two "
-            "dask threads, each solving one block's windows at a time.")
+            "dask threads, each solving one block's windows at a time, and freed memory that "
+            "glibc keeps (`docs/distributed.md`, Memory).")
 
 
 def main(argv=None) -> None:

@@ -515,20 +515,17 @@ class _BlockSolver:
     def _context(self, neighbourhood: Neighbourhood, axes) -> np.ndarray:
         """The block's tiles plus ``margin`` pixels on every side: the neighbours' pixels where
         there are neighbours, the operator's boundary continuation beyond the image (also
-        filling the last, partial tile to full size)."""
+        filling the last, partial tile to full size). The join gives exactly ``margin`` pixels
+        where there is a neighbour, and only a block without a neighbour after it ends in a
+        partial tile, so padding is all that is left to do."""
         depth = tuple(axis.margin if self.plan.context(a) else 0 for a, axis in enumerate(axes))
         joined = neighbourhood.join(depth, fill=False)
         planes = joined.reshape(-1, *joined.shape[-3:])
         pads = []
         for a, axis in enumerate(axes):
             before = depth[a] if neighbourhood.has(a, -1) else 0     # what the join gave
-            low = before - axis.margin                               # local coordinates
-            high = before + axis.count * axis.tile + axis.margin
-            available = planes.shape[2 + a]
-            index = [slice(None)] * 4
-            index[2 + a] = slice(max(0, low), min(high, available))
-            planes = planes[tuple(index)]
-            pads.append((max(0, -low), max(0, high - available)))
+            end = before + axis.count * axis.tile + axis.margin     # the last window's end
+            pads.append((axis.margin - before, end - planes.shape[2 + a]))
         if not any(sum(p) for p in pads):
             return planes
         return np.pad(planes, ((0, 0), (0, 0), *pads), mode=self.operator.boundary)

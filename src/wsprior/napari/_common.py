@@ -422,16 +422,17 @@ class TaskWidget(RunnerWidget):
         self._on_input_changed(layer)
 
     def _method_changed(self, *_args) -> None:
-        diffusion = is_diffusion(self.fields["method"].get())
+        method = self.fields["method"].get()
+        diffusion = is_diffusion(method)
         for name in ("prior", "steps", "guidance", "n_samples", "return_std", "seed",
                      "start_from_noise"):
             self.fields[name].widget.enabled = diffusion
-        ddim = self.fields["method"].get() in STOCHASTICITY_METHODS
+        ddim = method in STOCHASTICITY_METHODS
         if not ddim:
             self.fields["stochasticity"].set("auto")
         self.fields["stochasticity"].widget.enabled = ddim
         self.fields["regularization"].widget.enabled = not diffusion
-        self._update_method_fields(self.fields["method"].get())
+        self._update_method_fields(method)
 
     def _update_method_fields(self, method: str) -> None:
         """Enable the method-specific fields (subclasses)."""
