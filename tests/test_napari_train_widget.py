@@ -140,3 +140,23 @@ def test_resume_continues_and_unticking_it_starts_over(qtbot, trainer, notes, tm
     assert [row.split(",")[0] for row in log.read_text().splitlines()[1:]] == ["1", "2"]
     meta = wsprior.load_prior(output).metadata
     assert (meta.kind, meta.steps) == ("conventional", 2)
+
+
+def test_fine_tunes_from_a_prior_with_its_architecture(qtbot, trainer, notes, tmp_path,
+                                                       tiny_prior_path):
+    _, widget = trainer
+    output = tmp_path / "tuned.safetensors"
+    widget.set_parameters({"steps": 2, "n_samples": 0, "output": str(output),
+                           "base_channels": 16, "init_from": str(tiny_prior_path)})
+    assert not widget.fields["base_channels"].widget.enabled  # the prior fixes the width
+    run_to_end(qtbot, widget)
+
+    assert notes["error"] == []
+    start, meta = wsprior.load_prior(tiny_prior_path).metadata, wsprior.load_prior(output).metadata
+    assert meta.network == start.network and meta.steps == start.steps + 2
+    assert str(tiny_prior_path) in meta.initialized_from
+    assert f"--init-from {tiny_prior_path}" in meta.training_command
+
+    widget.set_parameters({"kind": "haze", "output": str(tmp_path / "other.safetensors")})
+    click(qtbot, widget.run_button)
+    assert not widget.running and "kind must match" in notes["error"][-1]

@@ -10,7 +10,7 @@ from wsprior import io
 from wsprior.prior import load_prior
 from wsprior.prior.network import UNet, UNetConfig
 from wsprior.prior.sde import VPSDE, NoiseFamilyConfig, SDEConfig, sample_structured_noise
-from wsprior.prior.train import TrainConfig, train
+from wsprior.prior.train import TrainConfig, train, training_state_files
 
 TINY = UNetConfig(base_channels=8, channel_multipliers=(1, 2), time_embedding=16, groups=4)
 
@@ -122,3 +122,31 @@ def test_wrong_architecture_and_missing_metadata_are_explained(disc_prior, tmp_p
     save_file({"w": torch.zeros(2)}, str(bad_meta), metadata={"wsprior": json.dumps({"kind": "x"})})
     with pytest.raises(ValueError, match="badmeta.safetensors: invalid prior metadata"):
         load_prior(bad_meta)
+
+
+def _first_loss(output) -> float:
+    log = training_state_files(output)[2]
+    return float(log.read_text().splitlines()[1].split(",")[1])
+
+
+def test_fine_tuning_starts_from_the_given_prior(tiny_prior_path, tmp_path):
+    start = load_prior(tiny_prior_path)
+    data = dict(synthetic_images=24, synthetic_size=32, patch_size=16, batch_size=8, device="cpu")
+    tuned = train(TrainConfig(init_from=str(tiny_prior_path), steps=2, **data),
+                  tmp_path / "tuned.safetensors", command="tune")
+    scratch = train(TrainConfig(network=start.metadata.network, steps=2, **data),
+                    tmp_path / "scratch.safetensors", command="scratch")
+    meta = load_prior(tuned).metadata
+    assert meta.network == start.metadata.network       # the default network would not fit
+    assert meta.steps == start.metadata.steps + 2 and str(tiny_prior_path) in meta.initialized_from
+    assert load_prior(scratch).metadata.initialized_from is None
+    # Same data, seed and noise: the first loss is lower only if training started from the prior.
+    assert _first_loss(tuned) < 0.8 * _first_loss(scratch)
+
+
+def test_fine_tuning_refuses_another_kind_or_architecture(tiny_prior_path, tmp_path):
+    with pytest.raises(ValueError, match="init_from: .* is a 'ws' prior; kind must match"):
+        train(TrainConfig(kind="conventional", init_from=str(tiny_prior_path)), tmp_path / "a.safetensors")
+    with pytest.raises(ValueError, match="network: differs from that of init_from"):
+        train(TrainConfig(network=TINY.model_copy(update={"base_channels": 4}),
+                          init_from=str(tiny_prior_path)), tmp_path / "b.safetensors")

@@ -177,6 +177,8 @@ def _add_prior_commands(commands) -> None:
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--base-channels", type=int, help="UNet width")
     train.add_argument("--device", help="auto, cpu or cuda")
+    train.add_argument("--init-from", help="start from this prior's weights ('default', "
+                       "'conventional', 'haze' or a .safetensors path): fine-tuning")
     train.set_defaults(handler=_run_train)
     sample = commands.add_parser("sample", help="draw unconditional samples from a prior into a PNG grid")
     sample.add_argument("-o", "--output", required=True, help="PNG file")

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from .._arrays import resolve_device
 from ..prior.checkpoint import PriorMetadata
 from ..prior.diffusion_prior import load_prior
-from ..prior.train import TrainConfig, train, training_state_files
+from ..prior.train import TrainConfig, train, training_state_files, with_starting_prior
 from ..settings import validated
 from ._common import Cancelled, RunnerWidget
 from ._fields import (Field, bool_field, choice_field, header, int_field, path_field,
@@ -79,6 +79,7 @@ class TrainPriorWidget(RunnerWidget):
 
         self.fields["synthetic"].widget.changed.connect(self._update_enabled)
         self.fields["n_samples"].widget.changed.connect(self._update_enabled)
+        self.fields["init_from"].widget.changed.connect(self._update_enabled)
         for name in ("output", "resume"):
             self.fields[name].widget.changed.connect(self._show_saved_state)
         self._update_enabled()
@@ -101,6 +102,10 @@ class TrainPriorWidget(RunnerWidget):
                       DEFAULTS.network.base_channels, minimum=4, maximum=256,
                       tooltip="UNet base channels (wsprior train --base-channels); "
                               "32 ≈ 2 M parameters"),
+            path_field("init_from", "start from prior (optional)", filter="*.safetensors",
+                       tooltip="fine-tune: start from this prior's weights (a .safetensors "
+                               "file, or 'default', 'conventional', 'haze' for a shipped one); "
+                               "its architecture replaces the UNet width"),
         ]
 
     @staticmethod
@@ -153,6 +158,7 @@ class TrainPriorWidget(RunnerWidget):
         for name in ("synthetic_images", "synthetic_size"):
             self.fields[name].widget.enabled = synthetic
         self.fields["sample_steps"].widget.enabled = self.fields["n_samples"].get() > 0
+        self.fields["base_channels"].widget.enabled = self.fields["init_from"].get() is None
 
     def _show_saved_state(self, *_args) -> None:
         text = self.fields["output"].get()
@@ -172,11 +178,14 @@ class TrainPriorWidget(RunnerWidget):
         data = ["synthetic"] if params["synthetic"] else []
         if params["tiff_folder"]:
             data.append(params["tiff_folder"])
+        start = params["init_from"]
+        network = {} if start else {"network": {"base_channels": params["base_channels"]}}
         config = validated(
-            TrainConfig, kind=params["kind"], network={"base_channels": params["base_channels"]},
-            data=data, **{name: params[name] for name in (
+            TrainConfig, kind=params["kind"], init_from=start, data=data, **network,
+            **{name: params[name] for name in (
                 "synthetic_images", "synthetic_size", "patch_size", "batch_size", "steps",
                 "learning_rate", "seed", "device")})
+        config, _ = with_starting_prior(config)
         factor = config.network.downsampling
         if config.patch_size % factor:
             raise ValueError(f"patch size ({config.patch_size} px) must be a multiple of "
@@ -330,6 +339,8 @@ def cli_equivalent(config: TrainConfig, output: Path, layer: Image | None) -> st
              "--patch-size", config.patch_size, "--learning-rate", f"{config.learning_rate:g}",
              "--seed", config.seed, "--synthetic-images", config.synthetic_images,
              "--synthetic-size", config.synthetic_size,
-             "--base-channels", config.network.base_channels, "--device", config.device]
+             "--device", config.device]
+    args += (["--init-from", config.init_from] if config.init_from
+             else ["--base-channels", config.network.base_channels])
     command = "napari widget, as " + shlex.join(map(str, args))
     return command + (f" + napari layer {layer.name!r}" if layer is not None else "")

@@ -31,7 +31,8 @@ class PriorMetadata(BaseModel):
     data_range: tuple[float, float] = (-1.0, 1.0)
     training_data: str
     training_data_sha256: str
-    steps: int = Field(..., ge=0)
+    steps: int = Field(..., ge=0, description="optimiser steps, including those of the prior it started from")
+    initialized_from: str | None = Field(None, description="the prior training started from (fine-tuning)")
     final_loss: float | None = None
     training_device: str
     training_command: str

@@ -46,6 +46,8 @@ class TrainConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = Field(250, ge=1)
+    init_from: str | None = Field(None, description="start from this prior's weights ('default', "
+                                  "'conventional', 'haze' or a .safetensors path): fine-tuning")
 
     def family(self) -> NoiseFamilyConfig:
         if self.noise_family is not None:
@@ -68,6 +70,7 @@ def train(config: TrainConfig, output: str | Path, *, command: str | None = None
         raise ValueError(f"output must end in .safetensors; got {output.name!r}")
     output.parent.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
+    config, start = with_starting_prior(config)
     torch.manual_seed(config.seed)
     images, description = _training_images(config, extra_images or {})
     sampler = training_set.PatchSampler(images, config.patch_size, config.seed)
@@ -76,20 +79,31 @@ def train(config: TrainConfig, output: str | Path, *, command: str | None = None
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate)
     state_files = training_state_files(output)
     state_path = state_files[0]
-    step = _resume(state_path, network, ema, optimizer) if state_path.exists() else 0
+    if state_path.exists():
+        step = _resume(state_path, network, ema, optimizer)
+    elif start is not None:
+        network.load_state_dict(start.network.state_dict())
+        ema.load_state_dict(start.network.state_dict())
+        step = 0
+    else:
+        step = 0
+    base_steps = start.metadata.steps if start is not None else 0
     metadata = PriorMetadata(
         kind=config.kind, network=config.network, sde=config.sde, noise_family=config.family(),
         patch_size=config.patch_size, training_data=description,
-        training_data_sha256=training_set.fingerprint(images), steps=step,
+        training_data_sha256=training_set.fingerprint(images), steps=base_steps + step,
+        initialized_from=_describe(config.init_from, start),
         training_device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         training_command=command or " ".join(sys.argv), package_version=__version__)
-    loss = _loop(config, network, ema, optimizer, sampler, device, step, metadata, state_files, progress)
-    final = metadata.model_copy(update={"steps": config.steps, "final_loss": loss})
+    loss = _loop(config, network, ema, optimizer, sampler, device, step, metadata, state_files,
+                 progress, base_steps)
+    final = metadata.model_copy(update={"steps": base_steps + config.steps, "final_loss": loss})
     save_checkpoint(output, {f"ema.{k}": v.half() for k, v in ema.state_dict().items()}, final)
     return output
 
 
-def _loop(config, network, ema, optimizer, sampler, device, step, metadata, state_files, progress):
+def _loop(config, network, ema, optimizer, sampler, device, step, metadata, state_files, progress,
+          base_steps):
     sde, family = VPSDE(config.sde), config.family()
     generator = torch.Generator().manual_seed(config.seed + step)
     state_path, _, log_path = state_files
@@ -116,8 +130,43 @@ def _loop(config, network, ema, optimizer, sampler, device, step, metadata, stat
             progress(step, config.steps, running)
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save_state(state_path, network, ema, optimizer, metadata.model_copy(
-                update={"steps": step, "final_loss": running}), step)
+                update={"steps": base_steps + step, "final_loss": running}), step)
     return running
+
+
+def with_starting_prior(config: TrainConfig):
+    """``(config, prior)``: the prior named by ``config.init_from`` (on the CPU; ``None``
+    without one) and ``config`` with its network, SDE and (unless given) noise family, which
+    its weights fit. A ValueError names a kind or an architecture that does not match."""
+    if config.init_from is None:
+        return config, None
+    from .diffusion_prior import load_prior
+
+    prior = load_prior(config.init_from)
+    if prior.metadata.kind != config.kind:
+        raise ValueError(f"init_from: {config.init_from!r} is a {prior.metadata.kind!r} prior; "
+                         f"kind must match it (got kind={config.kind!r})")
+    return _fitted_to(config, prior.metadata), prior
+
+
+def _fitted_to(config: TrainConfig, start: PriorMetadata) -> TrainConfig:
+    """``config`` with the starting prior's network, SDE and (unless given) noise family: the
+    weights fit only their own architecture."""
+    given = config.model_fields_set
+    for name in ("network", "sde"):
+        if name in given and getattr(config, name) != getattr(start, name):
+            raise ValueError(f"{name}: differs from that of init_from={config.init_from!r} "
+                             f"({getattr(start, name)}); leave it unset to use the prior's")
+    family = config.noise_family if "noise_family" in given else start.noise_family
+    return config.model_copy(update={"network": start.network, "sde": start.sde,
+                                     "noise_family": family})
+
+
+def _describe(name: str | None, start) -> str | None:
+    if start is None:
+        return None
+    m = start.metadata
+    return f"{name} ({m.kind}, {m.steps} steps on {m.training_device}, created {m.created})"
 
 
 def _ema_update(ema: torch.nn.Module, network: torch.nn.Module, decay: float) -> None:
