@@ -94,6 +94,21 @@ def test_a_diverging_configuration_raises_a_clear_error(toy):
         ws_sample(problem, prior, steps=10)
 
 
+def test_keeping_classical_scales_takes_only_coarse_structure_from_the_classical_estimate():
+    n = 128
+    yy, xx = torch.meshgrid(*(torch.arange(n, dtype=torch.float64),) * 2, indexing="ij")
+    coarse, fine = torch.cos(2 * torch.pi * xx / 128), torch.cos(2 * torch.pi * yy / 4)
+    ones = torch.ones(n, n, dtype=torch.complex128)
+    problem = FourierProblem(ones, ones.real, ones, (slice(0, n), slice(0, n)),
+                             torch.zeros(n, n, dtype=torch.float64), 0.0, 1.0,
+                             classical_scale_px=14.0)
+    kept = problem.keep_classical_scales(coarse + fine)
+    # weights 2^−(14/128)² = 0.99 for the coarse pattern, 2^−(14/4)² = 2e-4 for the fine one
+    assert _rms(kept, fine) < 0.01 and _rms(kept, coarse + fine) > 0.7
+    problem.classical_scale_px = None
+    assert torch.equal(problem.keep_classical_scales(coarse + fine), coarse + fine)
+
+
 def test_task_adapters_give_consistent_fourier_problems():
     """deblur adapter: the truth fits the data far better than a blank image does, the proximal
     step keeps its anchor when the prior precision dominates, the unit map inverts. TIE adapter:

@@ -26,4 +26,5 @@ def ddnm_sample(problem, prior, *, steps=None, guidance="auto", warm_start=True,
     paper's η and the white noise floor as ``N``."""
     return ws_sample(problem, prior, steps=steps, guidance=guidance, warm_start=warm_start,
                      seed=seed, n_samples=n_samples, eta=eta, variance="diffusion", white=True,
-                     structured_variance=False, origin=origin, progress=progress)
+                     structured_variance=False, classical_scales=False, origin=origin,
+                     progress=progress)
