@@ -13,7 +13,7 @@ from wsprior.solvers import sampler_tiles
 from wsprior.solvers.lockstep import LockstepPrior, run_in_lockstep
 from wsprior.tiling import Window
 
-WINDOWS, EDGE, STEPS = 3, 64, 4
+WINDOWS, EDGE, STEPS, SAMPLES = 3, 64, 4, 2
 
 
 def batches_seen(prior):
@@ -30,7 +30,7 @@ def test_batched_windows_equal_one_by_one(tiny_prior, monkeypatch, method):
     image, _ = simulate_deblur_dehaze_pair((EDGE * WINDOWS, EDGE), acq, seed=5)
     windows = torch.as_tensor(image, dtype=torch.float32).reshape(WINDOWS, 1, EDGE, EDGE)
     optics = dict(na=acq.na, wavelength_um=acq.wavelength_um, pixel_size_um=acq.pixel_size_um)
-    settings = validated(DeblurDehazeSettings, method=method, steps=STEPS, seed=1,
+    settings = validated(DeblurDehazeSettings, method=method, steps=STEPS, n_samples=SAMPLES, seed=1,
                          haze_sigma_um=acq.haze_sigma_um, **optics)
     operator = sampler_tiles.DeblurSamplerTiles(make_psf(**optics), settings, tiny_prior)
     params = operator.estimate(windows)
@@ -53,7 +53,7 @@ def test_batched_windows_equal_one_by_one(tiny_prior, monkeypatch, method):
     if method == "dps":   # gradients through the network: each window on its own
         assert sorted(sizes) == sorted(alone_sizes)
     else:
-        assert sizes == [WINDOWS] * STEPS
+        assert sizes == [WINDOWS] * STEPS * SAMPLES
 
 
 class _Doubling:

@@ -86,6 +86,11 @@ def test_training_resumes_from_its_state_file(tmp_path):
     resumed = load_prior(output)
     assert resumed.metadata.steps == 9 and first.metadata.steps == 6
     assert resumed.metadata.training_command == "second"
+    # Exporting a state that already reached (or passed) the target trains nothing more and
+    # keeps the state's step and loss.
+    train(config.model_copy(update={"steps": 5}), output, command="export")
+    exported = load_prior(output).metadata
+    assert exported.steps == 9 and exported.final_loss == resumed.metadata.final_loss is not None
 
 
 def test_non_safetensors_checkpoints_are_refused(tmp_path):

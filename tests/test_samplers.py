@@ -137,7 +137,7 @@ def test_api_stochasticity_and_start_from_noise(tiny_prior, widefield, monkeypat
     monkeypatch.setattr(posterior, "initial_state",
                         lambda problem, prior, t, warm, noise: starts.append((float(t), warm))
                         or first(problem, prior, t, warm, noise))
-    common = dict(method="ws", prior=tiny_prior, steps=6, **OPTICS)
+    common = dict(method="ws", prior=tiny_prior, steps=6, n_samples=1, **OPTICS)
     deterministic = wsprior.deblur_dehaze(image, stochasticity=0, **common)
     (t, warm), = starts   # the warm start: t on the step grid next to WARM_START_T
     assert len(draws) == 1 and warm and abs(t - posterior.WARM_START_T) < 0.05

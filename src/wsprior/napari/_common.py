@@ -314,7 +314,7 @@ class TaskWidget(RunnerWidget):
                             tooltip="sampler steps (network evaluations)"))
         self._add(auto_field("guidance", "guidance λ",
                              tooltip="data-consistency weight, or 'auto'"))
-        self._add(int_field("n_samples", "samples", 1, minimum=1, maximum=256,
+        self._add(int_field("n_samples", "samples", 4, minimum=1, maximum=256,
                             tooltip="posterior samples averaged into the result"))
         self._add(bool_field("return_std", "uncertainty (std layer)",
                              tooltip="also add the per-pixel standard deviation over samples"))

@@ -79,14 +79,12 @@ def train(config: TrainConfig, output: str | Path, *, command: str | None = None
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate)
     state_files = training_state_files(output)
     state_path = state_files[0]
+    step, loss = 0, None
     if state_path.exists():
-        step = _resume(state_path, network, ema, optimizer)
+        step, loss = _resume(state_path, network, ema, optimizer)
     elif start is not None:
         network.load_state_dict(start.network.state_dict())
         ema.load_state_dict(start.network.state_dict())
-        step = 0
-    else:
-        step = 0
     base_steps = start.metadata.steps if start is not None else 0
     metadata = PriorMetadata(
         kind=config.kind, network=config.network, sde=config.sde, noise_family=config.family(),
@@ -95,9 +93,11 @@ def train(config: TrainConfig, output: str | Path, *, command: str | None = None
         initialized_from=_describe(config.init_from, start),
         training_device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         training_command=command or " ".join(sys.argv), package_version=__version__)
-    loss = _loop(config, network, ema, optimizer, sampler, device, step, metadata, state_files,
-                 progress, base_steps)
-    final = metadata.model_copy(update={"steps": base_steps + config.steps, "final_loss": loss})
+    step, running = _loop(config, network, ema, optimizer, sampler, device, step, metadata,
+                          state_files, progress, base_steps)
+    # A run resumed at (or past) its last step trains no further: the state's numbers stand.
+    final = metadata.model_copy(update={"steps": base_steps + step,
+                                        "final_loss": loss if running is None else running})
     save_checkpoint(output, {f"ema.{k}": v.half() for k, v in ema.state_dict().items()}, final)
     return output
 
@@ -131,7 +131,7 @@ def _loop(config, network, ema, optimizer, sampler, device, step, metadata, stat
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save_state(state_path, network, ema, optimizer, metadata.model_copy(
                 update={"steps": base_steps + step, "final_loss": running}), step)
-    return running
+    return step, running
 
 
 def with_starting_prior(config: TrainConfig):
@@ -213,8 +213,9 @@ def _save_state(path: Path, network, ema, optimizer, metadata: PriorMetadata, st
     save_checkpoint(path, tensors, metadata, extra={"step": step})
 
 
-def _resume(path: Path, network, ema, optimizer) -> int:
-    _, tensors, extra = load_checkpoint(path)
+def _resume(path: Path, network, ema, optimizer) -> tuple[int, float | None]:
+    """Load the state into the modules; ``(step, running loss)`` it was saved at."""
+    metadata, tensors, extra = load_checkpoint(path)
     network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     params = list(network.parameters())
@@ -223,7 +224,7 @@ def _resume(path: Path, network, ema, optimizer) -> int:
             _, index, key = name.split(".", 2)
             param = params[int(index)]
             optimizer.state[param][key] = value.reshape(()) if key == "step" else value.to(param.device)
-    return int(extra["step"])
+    return int(extra["step"]), metadata.final_loss
 
 
 class _LossLog:

@@ -17,7 +17,15 @@ import torch
 
 from ..prior.sampling import time_grid
 
-DEFAULT_STEPS = 30
+#: Defaults of every sampler: ``DEFAULT_SAMPLES`` draws of ``DEFAULT_STEPS`` steps, averaged
+#: (48 network evaluations). The posterior mean is the minimum-MSE estimate, and one draw has
+#: twice its error in theory; short warm-started draws also stay closer to the data. On
+#: validation images (seeds 2000-2001, deblur + dehaze, WS prior) 1 × 30 / 2 × 25 / 3 × 16 /
+#: 4 × 12 / 6 × 8 / 12 × 4 draws × steps gave 21.9 / – / 23.3 / 23.9 / 24.0 / 24.0 dB (CPU prior
+#: of 6250 steps; with the earlier 3000-step prior 21.3 / 22.5 / 22.8 / 23.6 / 23.6 / 23.8 dB);
+#: dps, score_ald, ddnm and joint gained 2.1 / 0.6 / 0.1 / 1.0 dB from 1 × 30 to 4 × 12.
+DEFAULT_STEPS = 12
+DEFAULT_SAMPLES = 4
 #: A warm start diffuses the classical solution to this t (SNR α²/σ² ≈ 0.01·…): enough noise
 #: for the prior to replace its artefacts, few enough steps to stay cheap (SDEdit / CCDF).
 WARM_START_T = 0.5
