@@ -2,7 +2,8 @@
 
     python benchmarks/samplers.py                # writes docs/benchmarks.md (samplers section)
     python benchmarks/samplers.py --dry-run      # prints only
-    python benchmarks/samplers.py --full         # adds the 1000-step WS row (first image only)
+    python benchmarks/samplers.py --full [TASK]  # adds the 1000-step WS row (first image,
+                                                 # normal regime; all tasks or those named)
 
 Every task (deblur + dehaze, TIE, IDT) × method: the classical solver, ``ws`` (default steps),
 ``ws`` with the conventional (K = I) prior, ``dps``, ``score_ald``, ``ddnm``, ``joint`` (deblur
@@ -131,7 +132,7 @@ def evaluate(task: str, regime: str, args, conventional: bool) -> tuple[list, di
     run_cases(task, cases[:1], args.device, **next(iter(catalogue.values()))[0])   # warm-up
     for name, (keywords, evaluations) in catalogue.items():
         subset, note = cases, ""
-        if name == LONG and not args.full:
+        if name == LONG and not long_run(args, task, regime):
             note = "not run (use --full)"
         elif name == CONVENTIONAL and not conventional:
             note = "not run (conventional prior missing)"
@@ -149,6 +150,12 @@ def evaluate(task: str, regime: str, args, conventional: bool) -> tuple[list, di
                          **{"network evals / image": evaluations, "s / image": seconds, "note": note}))
         print(task, {k: _fmt(v) for k, v in rows[-1].items()}, flush=True)
     return rows, results
+
+
+def long_run(args, task: str, regime: str) -> bool:
+    """Whether this task and regime get the 1000-step row (``--full``: normal regime only)."""
+    return (args.full is not None and (not args.full or task in args.full)
+            and regime.startswith("normal"))
 
 
 def guidance_grid(task: str, regime: str, args, auto: list) -> dict:
@@ -203,7 +210,7 @@ def targets(task: str, regime: str, results: dict, grid: dict | None, full: bool
             f"{gap:+.2f} dB (first image)", gap <= 0.3)
     else:
         add(f"{DEFAULT_STEPS * DEFAULT_SAMPLES}-evaluation WS within 0.3 dB of {LONG_STEPS}-step WS",
-            "not run (use --full)" if not full else "diverged", None)
+            "not run (--full, normal regime)" if not full else "diverged", None)
     return out
 
 
@@ -271,8 +278,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=2, help=f"images per regime (≤ {len(SEEDS)})")
     parser.add_argument("--crop", type=int, default=128, help="centre crop (px) of every case")
     parser.add_argument("--regimes", choices=["normal", "all"], default="normal")
-    parser.add_argument("--grid-tasks", nargs="*", default=["deblur_dehaze"], choices=list(TASKS))
-    parser.add_argument("--full", action="store_true", help=f"add {LONG} (first image only)")
+    parser.add_argument("--grid-tasks", nargs="*", default=["deblur_dehaze"], choices=list(TASKS),
+                        help="tasks whose guidance grid (normal regime) is run")
+    parser.add_argument("--full", nargs="*", choices=list(TASKS), default=None,
+                        help=f"add {LONG} (first image, normal regime) for these tasks (none: all)")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--dry-run", action="store_true", help="print the section, write nothing")
     args = parser.parse_args(argv)
@@ -286,9 +295,10 @@ def main(argv=None) -> None:
         for regime in (r for r in TASKS[task][1] if args.regimes == "all" or r.startswith("normal")):
             task_rows, results = evaluate(task, regime, args, conventional)
             rows[task] += task_rows
-            grid = guidance_grid(task, regime, args, results["ws"]) if task in args.grid_tasks else None
+            grid = (guidance_grid(task, regime, args, results["ws"])
+                    if task in args.grid_tasks and regime.startswith("normal") else None)
             grids += [grid] if grid else []
-            goals += targets(task, regime, results, grid, args.full)
+            goals += targets(task, regime, results, grid, long_run(args, task, regime))
     command = ("python benchmarks/samplers.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     text = markdown(command, args, rows, grids, goals, priors)
     print(text)

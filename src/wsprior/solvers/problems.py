@@ -153,20 +153,22 @@ def tie_problem(stack: torch.Tensor, z_um, *, wavelength_um: float, pixel_size_u
     sigma_planes = estimate_noise_sigma(stack.reshape(-1, *stack.shape[-2:])).pow(2).mean().sqrt()
     sigma = float(sigma_planes) / float(((z - z.mean()) ** 2).sum().sqrt())
     noise = torch.full(tuple(padded.shape), sigma ** 2, dtype=didz.dtype, device=didz.device)
-    return FourierProblem(transfer, noise, torch.fft.fft2(padded), crop, classical, *prior_unit_map(classical),
-                          classical_scale_px=CLASSICAL_SCALE_PX)
+    return FourierProblem(transfer, noise, torch.fft.fft2(padded), crop, classical,
+                          *prior_unit_map(classical), classical_scale_px=CLASSICAL_SCALE_PX)
 
 
 #: TIE and IDT: the WS sampler keeps the classical estimate's structure coarser than this period
 #: (px). Their data hardly constrain coarse structure (TIE's transfer ∝ |u|², IDT's phase
 #: transfer vanishes at u = 0), and there the shipped CPU-trained priors add structure that is
 #: not in the sample: without this the WS sampler was far worse than Tikhonov on both. On
-#: validation images (seeds 2000-2001, 256² crops, WS prior; Tikhonov: TIE 0.109 rad, IDT
-#: 0.437e-3) periods of 7 / 14 / 27 / 54 / 109 px and none gave TIE 0.0847 / 0.0849 / 0.0854 /
-#: 0.0872 / 0.0928 / 0.149 rad and IDT 0.381 / 0.377 / 0.394 / 0.445 / 0.531 / 1.15e-3 (low
-#: light, 14 px vs none: TIE 0.208 vs 0.315, Tikhonov 0.210; IDT 0.427 vs 1.45, Tikhonov 0.628).
-#: Deblur + dehaze leaves every scale to the prior: it removes haze there that the classical
-#: solution keeps (14 / 54 / 109 px cost 1.1 / 1.1 / 0.8 dB).
+#: validation images (seeds 2000-2001, 256² crops, the 3000-step WS prior, 1 sample × 30
+#: steps; Tikhonov: TIE 0.109 rad, IDT 0.437e-3) periods of 7 / 14 / 27 / 54 / 109 px and none
+#: gave TIE 0.0847 / 0.0849 / 0.0854 / 0.0872 / 0.0928 / 0.149 rad and IDT 0.381 / 0.377 /
+#: 0.394 / 0.445 / 0.531 / 1.15e-3 (low light, 14 px vs none: TIE 0.208 vs 0.315, Tikhonov
+#: 0.210; IDT 0.427 vs 1.45, Tikhonov 0.628). On TIE the result equals Tikhonov clipped to the
+#: prior's range (0.0847 rad, no network). Deblur + dehaze leaves every scale to the prior: it
+#: removes haze there that the classical solution keeps (14 / 54 / 109 px cost 1.1 / 1.1 /
+#: 0.8 dB).
 CLASSICAL_SCALE_PX = 14.0
 
 
