@@ -310,8 +310,9 @@ class TaskWidget(RunnerWidget):
 
         self.append(header("Diffusion prior"))
         self._add(prior_field())
-        self._add(int_field("steps", "steps (0 = auto)", 0, maximum=1000, zero_is_none=True,
-                            tooltip="sampler steps (network evaluations)"))
+        self._add(int_field("steps", "steps per sample (0 = auto)", 0, maximum=1000,
+                            zero_is_none=True, tooltip="sampler steps of each sample (network "
+                            "evaluations); auto: 12"))
         self._add(auto_field("guidance", "guidance λ",
                              tooltip="data-consistency weight, or 'auto'"))
         self._add(int_field("n_samples", "samples", 4, minimum=1, maximum=256,
