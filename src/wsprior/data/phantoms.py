@@ -7,7 +7,7 @@ same at any sampling.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special
 
 
 def fluorescence_phantom(shape: tuple[int, int], pixel_size_um: float,
@@ -45,7 +45,7 @@ def _cell(shape, px, rng) -> np.ndarray:
     nucleus_r = np.sqrt((u / 0.45) ** 2 + (v / 0.5) ** 2)
     texture = ndimage.gaussian_filter(rng.standard_normal(shape), 0.6 / px)
     texture = 0.6 + 0.4 * texture / (np.abs(texture).max() + 1e-12)
-    nucleus = 0.7 * texture * (1 / (1 + np.exp((nucleus_r - 1.0) * 12)))
+    nucleus = 0.7 * texture * special.expit((1.0 - nucleus_r) * 12)   # no exp overflow far out
     return np.maximum(membrane * rng.uniform(0.6, 1.0), cytoplasm + nucleus)
 
 
