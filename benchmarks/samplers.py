@@ -35,6 +35,7 @@ from wsprior.solvers.problems import prior_unit_map
 CLASSICAL = {"deblur_dehaze": "wiener", "tie": "tikhonov", "idt": "tikhonov"}
 PRIMARY = {"deblur_dehaze": "PSNR (dB)", "tie": "phase RMSE (rad)", "idt": "Δn RMSE (×10⁻³)"}
 GUIDANCE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+FLAT_GRID_DB = 0.05   # a grid whose best and worst λ differ by less has no best λ to speak of
 LONG_STEPS = 1000
 LONG = f"ws, 1 sample × {LONG_STEPS} steps"
 SINGLE = "ws, 1 sample × 30 steps (the earlier default)"
@@ -165,9 +166,11 @@ def guidance_grid(task: str, regime: str, args, auto: list) -> dict:
               for g in GUIDANCE_GRID}
     finite = {g: v for g, v in values.items() if not math.isnan(v)}
     best = max(finite, key=lambda g: gain_db(task, finite[g], mean(auto, key)))
+    worst = min(finite, key=lambda g: gain_db(task, finite[g], mean(auto, key)))
     row = dict(task=task, regime=regime, **{f"λ = {g:g}": v for g, v in values.items()},
                **{"best λ": f"{best:g}", f"auto {key}": mean(auto, key),
-                  "gap (dB)": gain_db(task, finite[best], mean(auto, key))})
+                  "gap (dB)": gain_db(task, finite[best], mean(auto, key)),
+                  "grid spread (dB)": gain_db(task, finite[best], finite[worst])})
     print("guidance grid", {k: _fmt(v) for k, v in row.items()}, flush=True)
     return row
 
@@ -199,8 +202,11 @@ def targets(task: str, regime: str, results: dict, grid: dict | None, full: bool
         add("WS prior beats the conventional prior (ws sampler)", "conventional prior missing", None)
     if grid is not None:
         edge = float(grid["best λ"]) in (min(GUIDANCE_GRID), max(GUIDANCE_GRID))
-        grid = dict(grid, edge=", at the edge of the grid: the oracle may be better outside it"
-                    if edge else "")
+        if grid["grid spread (dB)"] < FLAT_GRID_DB:
+            remark = f", λ-insensitive: every λ of the grid within {FLAT_GRID_DB} dB"
+        else:
+            remark = ", at the edge of the grid: the oracle may be better outside it" if edge else ""
+        grid = dict(grid, edge=remark)
         add("automatic guidance within 0.5 dB of the oracle λ",
             f"{grid['gap (dB)']:.2f} dB (best λ = {grid['best λ']}{grid['edge']})",
             grid["gap (dB)"] <= 0.5)
