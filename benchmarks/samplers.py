@@ -36,16 +36,17 @@ CLASSICAL = {"deblur_dehaze": "wiener", "tie": "tikhonov", "idt": "tikhonov"}
 PRIMARY = {"deblur_dehaze": "PSNR (dB)", "tie": "phase RMSE (rad)", "idt": "Δn RMSE (×10⁻³)"}
 GUIDANCE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 FLAT_GRID_DB = 0.05   # a grid whose best and worst λ differ by less has no best λ to speak of
-LONG_STEPS = 1000
+DEFAULT_EVALUATIONS = DEFAULT_STEPS * DEFAULT_SAMPLES
+LONG_STEPS, SINGLE_STEPS = 1000, 30
 LONG = f"ws, 1 sample × {LONG_STEPS} steps"
-SINGLE = "ws, 1 sample × 30 steps (the earlier default)"
+SINGLE = f"ws, 1 sample × {SINGLE_STEPS} steps (the earlier default)"
 CONVENTIONAL = "ws (conventional prior)"
 CLIPPED = "classical, clipped to the prior's range"
 
 
 def methods(task: str) -> dict[str, tuple[dict, str]]:
     """Row name → (keywords of the public function, network evaluations per image)."""
-    n = DEFAULT_STEPS * DEFAULT_SAMPLES
+    n = DEFAULT_EVALUATIONS
     table = {f"classical ({CLASSICAL[task]})": (dict(method=CLASSICAL[task]), "0"),
              "ws": (dict(method="ws"), f"{n}"),
              CONVENTIONAL: (dict(method="ws", prior="conventional"), f"{n}"),
@@ -54,7 +55,7 @@ def methods(task: str) -> dict[str, tuple[dict, str]]:
              "ddnm": (dict(method="ddnm"), f"{n}")}
     if task == "deblur_dehaze":
         table["joint"] = (dict(method="joint"), f"{2 * n} (2 networks)")
-    table[SINGLE] = (dict(method="ws", steps=30, n_samples=1), "30")
+    table[SINGLE] = (dict(method="ws", steps=SINGLE_STEPS, n_samples=1), f"{SINGLE_STEPS}")
     table[LONG] = (dict(method="ws", steps=LONG_STEPS, n_samples=1), f"{LONG_STEPS}")
     return table
 
@@ -164,13 +165,12 @@ def guidance_grid(task: str, regime: str, args, auto: list) -> dict:
     key, cases = PRIMARY[task], load_cases(task, regime, args)
     values = {g: mean(run_cases(task, cases, args.device, method="ws", guidance=g)[0], key)
               for g in GUIDANCE_GRID}
-    finite = {g: v for g, v in values.items() if not math.isnan(v)}
-    best = max(finite, key=lambda g: gain_db(task, finite[g], mean(auto, key)))
-    worst = min(finite, key=lambda g: gain_db(task, finite[g], mean(auto, key)))
+    automatic = mean(auto, key)
+    over_auto = {g: gain_db(task, v, automatic) for g, v in values.items() if not math.isnan(v)}
+    best = max(over_auto, key=over_auto.get)
     row = dict(task=task, regime=regime, **{f"λ = {g:g}": v for g, v in values.items()},
-               **{"best λ": f"{best:g}", f"auto {key}": mean(auto, key),
-                  "gap (dB)": gain_db(task, finite[best], mean(auto, key)),
-                  "grid spread (dB)": gain_db(task, finite[best], finite[worst])})
+               **{"best λ": f"{best:g}", f"auto {key}": automatic, "gap (dB)": over_auto[best],
+                  "grid spread (dB)": over_auto[best] - min(over_auto.values())})
     print("guidance grid", {k: _fmt(v) for k, v in row.items()}, flush=True)
     return row
 
@@ -212,10 +212,10 @@ def targets(task: str, regime: str, results: dict, grid: dict | None, full: bool
             grid["gap (dB)"] <= 0.5)
     if full and LONG in results and results[LONG][0] is not None and results["ws"][0] is not None:
         gap = gain_db(task, results[LONG][0][key], results["ws"][0][key])
-        add(f"{DEFAULT_STEPS * DEFAULT_SAMPLES}-evaluation WS within 0.3 dB of {LONG_STEPS}-step WS",
+        add(f"{DEFAULT_EVALUATIONS}-evaluation WS within 0.3 dB of {LONG_STEPS}-step WS",
             f"{gap:+.2f} dB (first image)", gap <= 0.3)
     else:
-        add(f"{DEFAULT_STEPS * DEFAULT_SAMPLES}-evaluation WS within 0.3 dB of {LONG_STEPS}-step WS",
+        add(f"{DEFAULT_EVALUATIONS}-evaluation WS within 0.3 dB of {LONG_STEPS}-step WS",
             "not run (--full, normal regime)" if not full else "diverged", None)
     return out
 
