@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import ROOT, SEEDS, TASKS, write_section
-from samplers import clipped_classical, load_cases
+from samplers import clipped_classical, load_cases, table
 
 from wsprior.solvers.problems import prior_unit_map
 
@@ -118,10 +118,7 @@ def markdown(command: str, results: dict, n_images: int, crop_px: int) -> str:
             f"between the prior's range and the Tikhonov estimate up to a harmonic function "
             f"({CONTROL_ITERATIONS} iterations; no network, no ground truth)."), ""]
     for regime, rows in results.items():
-        keys = list(rows[0])
-        out += [f"### {regime}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        out += ["| " + " | ".join(r[k] if isinstance(r[k], str) else f"{r[k]:.4f}" for k in keys)
-                + " |" for r in rows] + [""]
+        out += [f"### {regime}", ""] + table(rows)
     return "\n".join(out)
 
 
