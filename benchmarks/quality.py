@@ -138,6 +138,19 @@ def _fmt(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def invoked_command(script: str, argv=None) -> str:
+    """The command line that ran ``benchmarks/<script>`` (``argv``: given arguments, else sys.argv)."""
+    return (f"python benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+
+
+def publish(text: str, path: Path, marker: str, dry_run: bool = False) -> None:
+    """Print a section and, unless ``dry_run``, write it into ``path`` (``write_section``)."""
+    print(text)
+    if not dry_run:
+        write_section(path, text, marker=marker)
+        print(f"wrote {path}")
+
+
 def write_section(path: Path, section: str, marker: str = "quality") -> None:
     """Replace (or append) the section between ``<!-- marker -->`` comments in ``path``."""
     start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
@@ -162,8 +175,7 @@ def main(argv=None) -> None:
             rows += evaluate(task, regime, args)
             print(*({k: _fmt(v) for k, v in row.items()} for row in rows if row["regime"] == regime
                     and row["task"] == task), sep="\n", flush=True)
-    command = "python benchmarks/quality.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
-    write_section(args.output, markdown(rows, command.strip()))
+    write_section(args.output, markdown(rows, invoked_command("quality.py", argv)))
     print(f"wrote {args.output}")
 
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import (ROOT, SEEDS, TASKS, _device_name, _fmt, baselines, score,
-                     write_section)
+from quality import (ROOT, SEEDS, TASKS, _device_name, _fmt, baselines, invoked_command,
+                     publish, score)
 
 import wsprior
 from wsprior.solvers.posterior import DEFAULT_SAMPLES, DEFAULT_STEPS, DivergenceError
@@ -305,12 +305,8 @@ def main(argv=None) -> None:
                     if task in args.grid_tasks and regime.startswith("normal") else None)
             grids += [grid] if grid else []
             goals += targets(task, regime, results, grid, long_run(args, task, regime))
-    command = ("python benchmarks/samplers.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
-    text = markdown(command, args, rows, grids, goals, priors)
-    print(text)
-    if not args.dry_run:
-        write_section(args.output, text, marker="samplers")
-        print(f"wrote {args.output}")
+    text = markdown(invoked_command("samplers.py", argv), args, rows, grids, goals, priors)
+    publish(text, args.output, "samplers", args.dry_run)
 
 
 if __name__ == "__main__":

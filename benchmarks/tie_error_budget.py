@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import ROOT, SEEDS, TASKS, write_section
+from quality import ROOT, SEEDS, TASKS, invoked_command, publish
 from samplers import clipped_classical, load_cases, table
 
 from wsprior.solvers.problems import prior_unit_map
@@ -131,13 +131,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.seeds = n_images = max(1, min(args.seeds, len(SEEDS)))
     results = {regime: budget(load_cases("tie", regime, args)) for regime in TASKS["tie"][1]}
-    command = ("python benchmarks/tie_error_budget.py "
-               + " ".join(sys.argv[1:] if argv is None else argv)).strip()
-    text = markdown(command, results, n_images, args.crop)
-    print(text)
-    if not args.dry_run:
-        write_section(args.output, text, marker="tie_error_budget")
-        print(f"wrote {args.output}")
+    text = markdown(invoked_command("tie_error_budget.py", argv), results, n_images, args.crop)
+    publish(text, args.output, "tie_error_budget", args.dry_run)
 
 
 if __name__ == "__main__":
