@@ -155,3 +155,27 @@ def test_fine_tuning_refuses_another_kind_or_architecture(tiny_prior_path, tmp_p
     with pytest.raises(ValueError, match="network: differs from that of init_from"):
         train(TrainConfig(network=TINY.model_copy(update={"base_channels": 4}),
                           init_from=str(tiny_prior_path)), tmp_path / "b.safetensors")
+
+
+def test_a_starting_prior_fits_the_config_from_its_metadata_alone(tiny_prior_path, monkeypatch,
+                                                                  tmp_path):
+    """The napari training widget checks a run's settings against the starting prior before
+    training; that reads the checkpoint's header, not its weights (train loads them once)."""
+    import wsprior.prior.diffusion_prior as diffusion_prior
+    from wsprior.prior.checkpoint import read_metadata
+    from wsprior.prior.train import fitted_to_starting_prior
+
+    start = load_prior(tiny_prior_path).metadata
+    assert read_metadata(tiny_prior_path) == start
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the weights were loaded")
+    monkeypatch.setattr(diffusion_prior, "load_prior", no_weights)
+    monkeypatch.setattr(diffusion_prior, "load_checkpoint", no_weights)
+    fitted = fitted_to_starting_prior(TrainConfig(init_from=str(tiny_prior_path)))
+    assert (fitted.network, fitted.sde, fitted.noise_family) == (start.network, start.sde,
+                                                                 start.noise_family)
+    with pytest.raises(ValueError, match="init_from: .* is a 'ws' prior; kind must match"):
+        fitted_to_starting_prior(TrainConfig(kind="conventional", init_from=str(tiny_prior_path)))
+    with pytest.raises(ValueError, match="only .safetensors"):
+        read_metadata(tmp_path / "weights.pt")

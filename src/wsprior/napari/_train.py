@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from .._arrays import resolve_device
 from ..prior.checkpoint import PriorMetadata
 from ..prior.diffusion_prior import load_prior
-from ..prior.train import TrainConfig, train, training_state_files, with_starting_prior
+from ..prior.train import TrainConfig, fitted_to_starting_prior, train, training_state_files
 from ..settings import validated
 from ._common import Cancelled, RunnerWidget
 from ._fields import (Field, bool_field, choice_field, header, int_field, path_field,
@@ -185,7 +185,7 @@ class TrainPriorWidget(RunnerWidget):
             **{name: params[name] for name in (
                 "synthetic_images", "synthetic_size", "patch_size", "batch_size", "steps",
                 "learning_rate", "seed", "device")})
-        config, _ = with_starting_prior(config)
+        config = fitted_to_starting_prior(config)
         factor = config.network.downsampling
         if config.patch_size % factor:
             raise ValueError(f"patch size ({config.patch_size} px) must be a multiple of "

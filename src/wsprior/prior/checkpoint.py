@@ -56,6 +56,16 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata
 
 def load_checkpoint(path: str | Path) -> tuple[PriorMetadata, dict[str, torch.Tensor], dict]:
     """``(metadata, tensors, extra header)``; a clear ``ValueError`` naming the file otherwise."""
+    return _read(path, tensors=True)
+
+
+def read_metadata(path: str | Path) -> PriorMetadata:
+    """The checkpoint's metadata alone (its tensors are not read), validated like
+    ``load_checkpoint``'s."""
+    return _read(path, tensors=False)[0]
+
+
+def _read(path: str | Path, tensors: bool) -> tuple[PriorMetadata, dict[str, torch.Tensor], dict]:
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: only .safetensors checkpoints are accepted (wsprior never "
@@ -65,7 +75,7 @@ def load_checkpoint(path: str | Path) -> tuple[PriorMetadata, dict[str, torch.Te
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            arrays = {name: handle.get_tensor(name) for name in handle.keys()} if tensors else {}
     except (SafetensorError, OSError, RuntimeError, ValueError) as error:
         raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupted?): "
                          f"{error}") from None
@@ -76,4 +86,4 @@ def load_checkpoint(path: str | Path) -> tuple[PriorMetadata, dict[str, torch.Te
     except ValidationError as error:
         raise ValueError(f"{path}: invalid prior metadata: {error}") from None
     extra = {k: json.loads(v) for k, v in header.items() if k not in (_HEADER_KEY, "format")}
-    return metadata, tensors, extra
+    return metadata, arrays, extra

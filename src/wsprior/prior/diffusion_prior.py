@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import PriorMetadata, load_checkpoint
+from .checkpoint import PriorMetadata, load_checkpoint, read_metadata
 from .network import UNet
 from .sde import VPSDE, NoiseFamilyConfig
 
@@ -93,6 +93,13 @@ def load_prior(prior: str | Path | DiffusionPrior = "default", *, device="cpu") 
         raise ValueError(f"{path}: tensors do not match the architecture in its metadata: {details}")
     model.network.load_state_dict({k: v.float() for k, v in weights.items()})
     return model.eval().to(device)
+
+
+def prior_metadata(prior: str | Path | DiffusionPrior = "default") -> PriorMetadata:
+    """The metadata of a prior named as for ``load_prior``, without reading its weights."""
+    if isinstance(prior, DiffusionPrior):
+        return prior.metadata
+    return read_metadata(_resolve(prior))
 
 
 def _resolve(prior: str | Path) -> Path:

@@ -136,22 +136,32 @@ def _loop(config, network, ema, optimizer, sampler, device, step, metadata, stat
 
 def with_starting_prior(config: TrainConfig):
     """``(config, prior)``: the prior named by ``config.init_from`` (on the CPU; ``None``
-    without one) and ``config`` with its network, SDE and (unless given) noise family, which
-    its weights fit. A ValueError names a kind or an architecture that does not match."""
+    without one) and ``config`` fitted to it (``fitted_to_starting_prior``)."""
     if config.init_from is None:
         return config, None
     from .diffusion_prior import load_prior
 
     prior = load_prior(config.init_from)
-    if prior.metadata.kind != config.kind:
-        raise ValueError(f"init_from: {config.init_from!r} is a {prior.metadata.kind!r} prior; "
-                         f"kind must match it (got kind={config.kind!r})")
     return _fitted_to(config, prior.metadata), prior
+
+
+def fitted_to_starting_prior(config: TrainConfig) -> TrainConfig:
+    """``config`` with the network, SDE and (unless given) noise family of the prior named by
+    ``config.init_from``, which its weights fit; read from the prior's metadata alone (its
+    weights are not loaded). A ValueError names a kind or an architecture that does not match."""
+    if config.init_from is None:
+        return config
+    from .diffusion_prior import prior_metadata
+
+    return _fitted_to(config, prior_metadata(config.init_from))
 
 
 def _fitted_to(config: TrainConfig, start: PriorMetadata) -> TrainConfig:
     """``config`` with the starting prior's network, SDE and (unless given) noise family: the
     weights fit only their own architecture."""
+    if start.kind != config.kind:
+        raise ValueError(f"init_from: {config.init_from!r} is a {start.kind!r} prior; "
+                         f"kind must match it (got kind={config.kind!r})")
     given = config.model_fields_set
     for name in ("network", "sde"):
         if name in given and getattr(config, name) != getattr(start, name):
