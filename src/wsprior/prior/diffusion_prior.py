@@ -95,10 +95,8 @@ def load_prior(prior: str | Path | DiffusionPrior = "default", *, device="cpu") 
     return model.eval().to(device)
 
 
-def prior_metadata(prior: str | Path | DiffusionPrior = "default") -> PriorMetadata:
-    """The metadata of a prior named as for ``load_prior``, without reading its weights."""
-    if isinstance(prior, DiffusionPrior):
-        return prior.metadata
+def prior_metadata(prior: str | Path = "default") -> PriorMetadata:
+    """The metadata of a shipped prior's name or a checkpoint path, without reading its weights."""
     return read_metadata(_resolve(prior))
 
 
