@@ -24,13 +24,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import ROOT, SEEDS, TASKS, invoked_command, publish
-from samplers import clipped_classical, load_cases, table
-
-from wsprior.solvers.problems import prior_unit_map
+from samplers import clipped_classical, load_cases, prior_range, table
 
 DEGREE = 2
 BANDS_PX = ((28, np.inf), (14, 28), (7, 14), (0, 7))
@@ -63,10 +60,10 @@ def harmonic_control(measurement, params, basis: np.ndarray) -> np.ndarray:
     """Tikhonov with its harmonic part chosen by the prior's range (no network): alternating
     projections between the clip to that range and the Tikhonov estimate plus a harmonic."""
     classical = np.asarray(TASKS["tie"][0](measurement, **params, method="tikhonov"), np.float64)
-    centre, scale = prior_unit_map(torch.as_tensor(classical))
+    low, high = prior_range(classical)
 
     def clip(x):
-        return centre + scale * np.clip((x - centre) / scale, -1, 1)
+        return np.clip(x, low, high)
     x = classical
     for _ in range(CONTROL_ITERATIONS):
         x = x + harmonic_part(clip(x) - x, basis)
