@@ -300,7 +300,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--seeds", type=int, default=2, help=f"images per regime (≤ {len(SEEDS)})")
+    parser.add_argument("--seeds", type=int, default=len(SEEDS), help=f"images per regime (≤ {len(SEEDS)})")
     parser.add_argument("--crop", type=int, default=128, help="centre crop (px) of every case")
     parser.add_argument("--regimes", choices=["normal", "all"], default="normal")
     parser.add_argument("--grid-tasks", nargs="*", default=["deblur_dehaze"], choices=list(TASKS),

@@ -121,7 +121,7 @@ def markdown(command: str, results: dict, n_images: int, crop_px: int) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=2, help=f"images per regime (≤ {len(SEEDS)})")
+    parser.add_argument("--seeds", type=int, default=len(SEEDS), help=f"images per regime (≤ {len(SEEDS)})")
     parser.add_argument("--crop", type=int, default=256, help="centre crop (px) of every case")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--dry-run", action="store_true", help="print the section, write nothing")
