@@ -183,7 +183,8 @@ def guidance_grid(task: str, regime: str, args, auto: list) -> dict:
 def targets(task: str, regime: str, results: dict, grid: dict | None, full: bool) -> list[dict]:
     key = PRIMARY[task]
     ws = mean(results["ws"], key)
-    classical = mean(results[f"classical ({CLASSICAL[task]})"], key)
+    classical_row = f"classical ({CLASSICAL[task]})"
+    classical = mean(results[classical_row], key)
     out = []
 
     def add(target, measured, met):
@@ -193,13 +194,13 @@ def targets(task: str, regime: str, results: dict, grid: dict | None, full: bool
     if task == "deblur_dehaze":
         gain = ws - classical
         add("WS ≥ 2 dB PSNR over classical", f"{gain:+.2f} dB ({ws:.2f} vs {classical:.2f})"
-            + per_image(results, "ws", f"classical ({CLASSICAL[task]})", key,
+            + per_image(results, "ws", classical_row, key,
                         lambda a, b: f"{a - b:+.2f}"), gain >= 2)
     else:
         reduction = 1 - ws / classical
         add("WS RMSE ≥ 20 % below classical",
             f"{100 * reduction:.1f} % ({ws:.3g} vs {classical:.3g})"
-            + per_image(results, "ws", f"classical ({CLASSICAL[task]})", key,
+            + per_image(results, "ws", classical_row, key,
                         lambda a, b: f"{100 * (1 - a / b):.0f} %"), reduction >= 0.2)
     if CONVENTIONAL in results:
         conv = mean(results[CONVENTIONAL], key)
