@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from test_prior_sampling import SIZE, GaussianToyPrior
-from wsprior.solvers.problems import FourierProblem
+from wsprior.solvers.problems import PERCENTILE_SPAN, FourierProblem, prior_unit_map
 from wsprior.solvers.ws import DivergenceError, ws_sample
 
 CROP = (slice(0, SIZE), slice(0, SIZE))
@@ -132,6 +132,12 @@ def test_task_adapters_give_consistent_fourier_problems():
     assert torch.allclose(problem.proximal(problem.classical, 1e9), problem.classical, atol=1e-4)
     assert torch.allclose(problem.from_prior(problem.to_prior(problem.classical)), problem.classical,
                           atol=1e-5)
+    # fluorescence's zero is the training images' dark background (−1 in prior units), the
+    # estimate's 99.9 percentile sits at +PERCENTILE_SPAN
+    zero = float(problem.to_prior(torch.zeros(())))
+    bright = float(problem.to_prior(torch.quantile(problem.classical.flatten(), 0.999)))
+    assert zero == pytest.approx(-1.0, abs=1e-6)
+    assert bright == pytest.approx(PERCENTILE_SPAN, abs=1e-3)
 
     rng = np.random.default_rng(0)
     phase = phase_phantom((64, 64), 0.3, rng)
@@ -143,3 +149,14 @@ def test_task_adapters_give_consistent_fourier_problems():
     assert torch.allclose(tie.transfer.real, laplacian.transfer, rtol=1e-4)
     expected_sigma = 0.01 * float(stack.mean()) / np.sqrt(2.0)  # LS slope noise, Σ(z−z̄)² = 2
     assert abs(float(tie.noise_power[0, 0]) ** 0.5 / expected_sigma - 1) < 0.2
+
+
+def test_unit_map_centres_the_percentiles_or_puts_a_physical_floor_at_minus_one():
+    estimate = torch.linspace(0.2, 1.2, 100_001)
+    centre, scale = prior_unit_map(estimate)
+    low, high = 0.2 + 0.001, 1.2 - 0.001   # the 0.1 / 99.9 percentiles
+    assert (low - centre) / scale == pytest.approx(-PERCENTILE_SPAN, rel=1e-3)
+    assert (high - centre) / scale == pytest.approx(PERCENTILE_SPAN, rel=1e-3)
+    centre, scale = prior_unit_map(estimate, floor=0.0)
+    assert (0.0 - centre) / scale == pytest.approx(-1.0, abs=1e-6)
+    assert (high - centre) / scale == pytest.approx(PERCENTILE_SPAN, rel=1e-3)

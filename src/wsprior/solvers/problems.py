@@ -122,7 +122,8 @@ def deblur_problem(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
     # mean would otherwise carry its local haze (an offset per tile; ``wsprior.tiling``).
     noise = noise.clamp_min(1e-6 * float(noise.max()))  # a noiseless estimate must not divide by 0
     fixed = fixed or {}
-    affine = (fixed["centre"], fixed["scale"]) if "centre" in fixed else prior_unit_map(estimate)
+    affine = ((fixed["centre"], fixed["scale"]) if "centre" in fixed
+              else prior_unit_map(estimate, floor=0.0))
     return FourierProblem(otf, noise, torch.fft.fft2(padded), crop, estimate, *affine,
                           nonnegative=True, haze_std=float(classical.haze_std),
                           data_variance=fixed.get("data_variance"))
@@ -181,11 +182,21 @@ CLASSICAL_SCALE_PX = 14.0
 PERCENTILE_SPAN = 1.25
 
 
-def prior_unit_map(estimate: torch.Tensor) -> tuple[float, float]:
-    """(centre, scale) mapping the estimate's 0.1/99.9 percentiles to ±``PERCENTILE_SPAN``."""
+def prior_unit_map(estimate: torch.Tensor, floor: float | None = None) -> tuple[float, float]:
+    """(centre, scale) mapping the estimate's 0.1/99.9 percentiles to ±``PERCENTILE_SPAN``.
+
+    ``floor``: the quantity's physical lower bound (0 for fluorescence), mapped to −1 instead,
+    with the 99.9 percentile at +``PERCENTILE_SPAN``. The training images' dark background sits
+    at −1 (``to_unit_range``), and the prior keeps what it takes for background there: with the
+    symmetric margin the background of a fluorescence estimate sat 10 % of its range above 0
+    (on validation images, seeds 2000-2005, 256², WS prior: +0.08 above the truth, and a floor
+    at 0 took deblur + dehaze from 22.76 to 23.59 dB; low light 22.52 → 22.92 dB)."""
     step = max(1, estimate.numel() // 200_000)
     low, high = torch.quantile(estimate.flatten()[::step].float(), torch.tensor([0.001, 0.999]))
-    return float(low + high) / 2, max(float(high - low) / (2 * PERCENTILE_SPAN), 1e-6)
+    if floor is None:
+        return float(low + high) / 2, max(float(high - low) / (2 * PERCENTILE_SPAN), 1e-6)
+    scale = max((float(high) - floor) / (1 + PERCENTILE_SPAN), 1e-6)
+    return floor + scale, scale
 
 
 @dataclass
