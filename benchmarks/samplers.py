@@ -30,7 +30,7 @@ from quality import (ROOT, SEEDS, TASKS, _device_name, _fmt, baselines, invoked_
 
 import wsprior
 from wsprior.solvers.posterior import DEFAULT_SAMPLES, DEFAULT_STEPS, DivergenceError
-from wsprior.solvers.problems import prior_unit_map
+from wsprior.solvers.problems import FLUORESCENCE_FLOOR, prior_unit_map
 
 CLASSICAL = {"deblur_dehaze": "wiener", "tie": "tikhonov", "idt": "tikhonov"}
 PRIMARY = {"deblur_dehaze": "PSNR (dB)", "tie": "phase RMSE (rad)", "idt": "Δn RMSE (×10⁻³)"}
@@ -101,7 +101,7 @@ def clipped_classical(task: str, measurement, params) -> np.ndarray:
     run = TASKS[task][0]
     keywords = dict(params, method=CLASSICAL[task])
     estimate = run(measurement, **keywords, **({"components": "permittivity"} if task == "idt" else {}))
-    floor = 0.0 if task == "deblur_dehaze" else None   # as in wsprior.solvers.problems
+    floor = FLUORESCENCE_FLOOR if task == "deblur_dehaze" else None   # as the sampler maps it
     clipped = np.clip(np.real(estimate), *prior_range(np.real(estimate), floor))
     if task != "idt":
         return clipped

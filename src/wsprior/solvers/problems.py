@@ -123,7 +123,7 @@ def deblur_problem(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
     noise = noise.clamp_min(1e-6 * float(noise.max()))  # a noiseless estimate must not divide by 0
     fixed = fixed or {}
     affine = ((fixed["centre"], fixed["scale"]) if "centre" in fixed
-              else prior_unit_map(estimate, floor=0.0))
+              else prior_unit_map(estimate, floor=FLUORESCENCE_FLOOR))
     return FourierProblem(otf, noise, torch.fft.fft2(padded), crop, estimate, *affine,
                           nonnegative=True, haze_std=float(classical.haze_std),
                           data_variance=fixed.get("data_variance"))
@@ -180,6 +180,9 @@ CLASSICAL_SCALE_PX = 14.0
 #: and TIE 0.142 → 0.093 rad with the conventional one (x̂₀ is clamped to the training range,
 #: which then bounds more of the estimate's noise).
 PERCENTILE_SPAN = 1.25
+
+#: The deblur + dehaze unknown is a fluorescence density: never below 0 (``prior_unit_map``).
+FLUORESCENCE_FLOOR = 0.0
 
 
 def prior_unit_map(estimate: torch.Tensor, floor: float | None = None) -> tuple[float, float]:
