@@ -358,9 +358,9 @@ def test_local_cluster_matches_local_scheduler(tmp_path):
 
 
 def test_tiled_ws_sampler_matches_untiled_without_seams(tiny_prior, monkeypatch):
-    """WS with a fixed seed, tiled vs whole plane: < 0.2 dB PSNR difference (measured 0.04) and
+    """WS with a fixed seed, tiled vs whole plane: < 0.2 dB PSNR difference (measured 0.03) and
     gradient energy along the tile borders within 10 % of the untiled result's along the same
-    rows and columns (measured +7 %; the untiled image's own ratio is 1.1 there, content). The
+    rows and columns (measured +7 %; the untiled image's own ratio is 1.3 there, content). The
     data step leaves the mean to the haze model: pinning each window's mean to its data put an
     offset per tile (0.25 dB before)."""
     from wsprior.solvers.sampler_tiles import DeblurSamplerTiles
