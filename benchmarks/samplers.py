@@ -205,16 +205,15 @@ def targets(task: str, regime: str, results: dict, grid: dict | None, full: bool
             f"{100 * reduction:.1f} % ({ws:.3g} vs {classical:.3g})"
             + per_image(results, "ws", classical_row, key,
                         lambda a, b: f"{100 * (1 - a / b):.0f} %"), reduction >= 0.2)
+    beats = f"WS prior beats the conventional prior (ws sampler; a gain < {TIE_DB} dB is a tie)"
     if CONVENTIONAL in results:
         conv = mean(results[CONVENTIONAL], key)
         gain = gain_db(task, ws, conv)
-        add(f"WS prior beats the conventional prior (ws sampler; a gain < {TIE_DB} dB is a tie)",
-            f"{gain:+.2f} dB ({ws:.3g} vs {conv:.3g})"
+        add(beats, f"{gain:+.2f} dB ({ws:.3g} vs {conv:.3g})"
             + per_image(results, "ws", CONVENTIONAL, key,
                         lambda a, b: f"{gain_db(task, a, b):+.2f}"), gain >= TIE_DB)
     else:
-        add(f"WS prior beats the conventional prior (ws sampler; a gain < {TIE_DB} dB is a tie)",
-            "conventional prior missing", None)
+        add(beats, "conventional prior missing", None)
     if grid is not None:
         edge = float(grid["best λ"]) in (min(GUIDANCE_GRID), max(GUIDANCE_GRID))
         if grid["grid spread (dB)"] < FLAT_GRID_DB:
