@@ -1,10 +1,10 @@
-"""``wsprior`` command line: one subcommand per API entry point, flags generated from the
-parameter models, so the CLI, ``--config params.yaml`` and the API always share names.
+"""``wsprior`` command line: one subcommand per API entry point (``deblur-dehaze``, ``tie``,
+``idt``), with the API's parameter names as flags and ``--config`` YAML keys; ``train`` and
+``sample`` for priors; ``demo`` on the bundled samples.
 
-    wsprior tie stack.tif -o phase.tif --z-um -2 0 2 --wavelength-um 0.53 --pixel-size-um 0.3
-    wsprior idt leds.tif -o dn.tif --config acquisition.yaml --method tikhonov
-    wsprior deblur-dehaze big.zarr -o clean.zarr --config optics.yaml --method wiener --tile-size 512
-    wsprior demo -o demo_output
+Everything that can be checked before the work starts is checked first (parameters, the output
+folder, the prior file, the device), so a mistake is one line on stderr and exit status 2, with
+nothing written.
 """
 from __future__ import annotations
 
@@ -18,13 +18,165 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, api, io
-from .settings import DeblurDehazeSettings, IdtSettings, TieSettings
+from .settings import (DIFFUSION_METHODS, DeblurDehazeSettings, IdtSettings, TieSettings,
+                       validated)
+
+DESCRIPTION = """\
+Computational-microscopy reconstruction with a whitened-score diffusion prior: remove blur and
+haze from widefield images, recover phase from a defocus stack (TIE) and refractive index from
+images under LED illumination (IDT); train and sample diffusion priors.
+
+Parameters are flags or keys of a YAML file given with --config (the same names as the Python
+API, e.g. wavelength_um for --wavelength-um); flags override the file. Lengths are in µm."""
+
+EPILOG = """\
+examples:
+  wsprior demo -o demo_output
+  wsprior deblur-dehaze image.tif -o clean.tif --method rl --na 0.8 --wavelength-um 0.52 \\
+      --pixel-size-um 0.1
+  wsprior tie stack.tif -o phase.tif --method tikhonov --z-um -2 0 2 --wavelength-um 0.53 \\
+      --pixel-size-um 0.2 --n-medium 1.33
+  wsprior idt leds.tif -o dn.tif --method tikhonov --config acquisition.yaml
+
+'wsprior COMMAND --help' lists a command's options with their units and defaults."""
+
+DEVICES = ("auto", "cpu", "cuda")
+SHIPPED_PRIORS = ("default", "conventional", "haze")
 
 _TASKS = {
     "deblur-dehaze": (api.deblur_dehaze, DeblurDehazeSettings, "YX"),
     "tie": (api.tie_phase, TieSettings, "YX"),
     "idt": (api.idt, IdtSettings, "ZYX"),
 }
+_TASK_HELP = {
+    "deblur-dehaze": "remove blur and out-of-focus haze from widefield images (..., Y, X)",
+    "tie": "phase in rad from a defocus stack (..., Z, Y, X): transport-of-intensity equation",
+    "idt": "refractive-index slices from brightfield images under LED illumination "
+           "(..., L, Y, X): intensity diffraction tomography",
+}
+
+
+def _method_help(task: str) -> str:
+    diffusion = ("diffusion prior (see --prior; minutes per image on a CPU, seconds on a GPU): "
+                 "ws = whitened-score sampler, the default; dps, score_ald, ddnm")
+    if task == "deblur-dehaze":
+        return ("reconstruction method. Classical (seconds): wiener = Tikhonov whitened by the "
+                "haze spectrum (tikhonov names the same solver), rl = Richardson-Lucy. With a "
+                f"{diffusion}; joint = signal and haze priors together (default: ws)")
+    return f"reconstruction method. Classical (seconds): tikhonov. With a {diffusion} (default: ws)"
+
+
+_REQUIRED = "required: here or in --config"
+_FLAG_HELP = {
+    # acquisition
+    "na": ("NA", "numerical aperture of the objective, in (0, 1.7] (deblur: required unless "
+                 "--psf is given)"),
+    "wavelength_um": ("λ", "wavelength in µm, 0.2-2: emission (deblur) or illumination "
+                            "(TIE, IDT)"),
+    "pixel_size_um": ("PIXEL", f"sample-plane pixel size in µm: camera pixel / magnification "
+                            f"({_REQUIRED})"),
+    "haze_sigma_um": ("σ", "correlation width of the out-of-focus haze in µm (default: 3)"),
+    "haze_std": ("STD|auto", "haze standard deviation in image units, or auto = estimated "
+                             "from the image (default: auto)"),
+    "background": ("LEVEL|auto", "constant offset in image units, or auto = estimated "
+                                 "(default: auto)"),
+    "iterations": ("N", "Richardson-Lucy iterations, 1-10000 (--method rl; default: 20)"),
+    "z_um": ("Z", None),  # task-specific, below
+    "n_medium": ("INDEX", None),
+    "illumination_na": ("TABLE", f"illumination NAs: a table with one row NA_x, NA_y per LED "
+                                 f"image, in image order (.csv, .txt, .npy or .yaml; "
+                                 f"{_REQUIRED})"),
+    "slice_thickness_um": ("DZ", "thickness of each slice in µm: one value, or one per slice "
+                                 "(default: the spacing of --z-um; required for one slice)"),
+    "components": (None, "what to reconstruct: ri = refractive-index contrast Δn = n - "
+                         "n_medium (float32); permittivity = complex Δε = n² - n_medium² "
+                         "(complex64) (default: ri)"),
+    # method
+    "method": (None, None),
+    "regularization": ("WEIGHT|auto", "weight of the classical solver, > 0, or auto = chosen "
+                                      "by the discrepancy principle (default: auto)"),
+    "prior": ("PRIOR", "diffusion prior for the diffusion methods: default (the shipped "
+                       "whitened-score prior), conventional, or a .safetensors file from "
+                       "'wsprior train' (default: default)"),
+    "steps": ("N", "sampler steps per posterior sample, 1-1000 (default: 12 steps per sample, "
+                   "chosen automatically)"),
+    "guidance": ("λ|auto", "data-consistency weight λ > 0 of the diffusion methods, or auto "
+                           "(default: auto)"),
+    "n_samples": ("N", "posterior samples averaged into the result, 1-256 (default: 4)"),
+    "return_std": (None, "also write the per-pixel standard deviation over the samples to "
+                         "OUTPUT_std beside OUTPUT (diffusion methods; needs --n-samples 2 or "
+                         "more to be non-zero)"),
+    "seed": ("N", "random seed of the diffusion sampler: the same seed gives the same result "
+                  "(default: 0)"),
+    "start_from_noise": (None, "start sampling from structured noise at t = 1 instead of the "
+                               "classical solution diffused to t = 0.5 (needs more --steps)"),
+    "stochasticity": ("η|auto", "fresh noise per step of ws, ddnm and joint, 0-1: 0 = "
+                                "deterministic, 1 = ancestral (default: auto = 0.85)"),
+    # compute
+    "device": ("DEVICE", "where to compute: cpu, cuda (an NVIDIA GPU; cuda:N picks one) or "
+                         "auto = cuda if available, else cpu (default: auto)"),
+    "tile_size": ("PX", "solve in tiles of this edge in pixels (32-65536) with overlapping "
+                        "margins, for planes larger than memory (default: whole planes, tiled "
+                        "automatically when a plane needs more than half the free memory)"),
+}
+_TASK_FLAG_HELP = {
+    ("tie", "z_um"): f"defocus of each plane of the stack in µm, in stack order, e.g. --z-um "
+                     f"-2 0 2 (at least 2 distinct values; {_REQUIRED})",
+    ("idt", "z_um"): f"depths of the reconstructed slices in µm, 0 = focal plane, positive "
+                     f"downstream, e.g. --z-um -2 0 2 ({_REQUIRED})",
+    ("tie", "n_medium"): "refractive index of the immersion / mounting medium, 1-2 (default: 1)",
+    ("idt", "n_medium"): f"refractive index of the medium around the sample, 1-2 ({_REQUIRED})",
+    ("idt", "na"): f"numerical aperture of the objective, below --n-medium ({_REQUIRED})",
+    ("tie", "wavelength_um"): f"illumination wavelength in µm, 0.2-2 ({_REQUIRED})",
+    ("idt", "wavelength_um"): f"illumination wavelength in µm, 0.2-2 ({_REQUIRED})",
+    ("deblur-dehaze", "wavelength_um"): "emission wavelength in µm, 0.2-2 (required unless "
+                                        "--psf is given)",
+}
+
+
+_GROUPS = {  # argument group → the parameters it holds, in help order; the rest: acquisition
+    "method": ("method", "regularization", "iterations", "components"),
+    "diffusion prior (diffusion methods only)": (
+        "prior", "steps", "n_samples", "guidance", "seed", "return_std", "start_from_noise",
+        "stochasticity"),
+    "compute": ("device", "tile_size"),
+}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Option help wrapped in a wide column."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=30, width=100)
+
+
+class _ExamplesHelpFormatter(_HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The top level's description and examples as written."""
+
+
+class _Progress:
+    """A progress bar drawn from the first report on (nothing is drawn while parameters are
+    checked and data read), and left on a line of its own when the run fails, so that the
+    error message starts on a fresh line."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.description, unit="step", leave=False)
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if self.bar is not None:
+            self.bar.leave = kind is not None
+            self.bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"wsprior: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. the disk filled up while writing
+        print(f"wsprior: error: {error}; no complete output written", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("wsprior: interrupted; no complete output written (rerun the same command to "
               "resume a .zarr output)", file=sys.stderr)
@@ -42,46 +197,75 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wsprior", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="wsprior", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=_ExamplesHelpFormatter)
     parser.add_argument("--version", action="version", version=f"wsprior {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, (function, model, _) in _TASKS.items():
-        sub = commands.add_parser(name, help=function.__doc__.split("\n")[0],
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, model, _) in _TASKS.items():
+        sub = commands.add_parser(name, help=_TASK_HELP[name], description=_TASK_HELP[name],
+                                  formatter_class=_HelpFormatter,
                                   argument_default=argparse.SUPPRESS)
         sub.add_argument("input", help="input TIFF, zarr or OME-Zarr")
         sub.add_argument("-o", "--output", required=True,
-                         help="output TIFF, or a .zarr store written chunk by chunk (rerun the "
-                              "same command to resume an interrupted run)")
-        sub.add_argument("--scheduler", metavar="ADDRESS",
-                         help="run on this dask.distributed scheduler (e.g. tcp://host:8786)")
-        sub.add_argument("--config", help="YAML file of parameters (same names as the API)")
+                         help="output TIFF (float32, pixel size in µm in its resolution "
+                              "tags), or a .zarr store written chunk by chunk (rerun the same "
+                              "command to resume an interrupted run)")
+        sub.add_argument("--config", metavar="YAML",
+                         help="parameters in a YAML file, with the API's names "
+                              "(e.g. sample_data/*.yaml); flags override it")
+        groups = _add_model_flags(sub, model, name)
+        groups["compute"].add_argument(
+            "--scheduler", metavar="ADDRESS", help="run the tiles on this dask.distributed "
+            "scheduler (e.g. tcp://host:8786; default: this computer)")
         if name == "deblur-dehaze":
-            sub.add_argument("--psf", help="measured PSF TIFF (instead of --na/--wavelength-um)")
-        _add_model_flags(sub, model)
+            groups["acquisition"].add_argument(
+                "--psf", metavar="TIFF", help="measured 2D PSF with the image's pixel size, "
+                "instead of the Airy PSF from --na and --wavelength-um")
         sub.set_defaults(handler=_run_task, task=name)
-    demo = commands.add_parser("demo", help="reconstruct the bundled sample data, write a figure")
-    demo.add_argument("-o", "--output", default="demo_output", help="output folder")
-    demo.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    demo = commands.add_parser(
+        "demo", help="reconstruct the bundled samples with every method; write TIFFs, "
+                     "metrics.md and demo.png (a few minutes on a CPU)",
+        formatter_class=_HelpFormatter)
+    demo.add_argument("-o", "--output", default="demo_output", metavar="FOLDER",
+                      help="output folder (default: %(default)s)")
+    demo.add_argument("--device", default="auto", choices=DEVICES,
+                      help="where to compute; auto = cuda if available (default: %(default)s)")
     demo.set_defaults(handler=_run_demo)
     _add_prior_commands(commands)
     return parser
 
 
-def _add_model_flags(parser: argparse.ArgumentParser, model) -> None:
-    for field_name, field in model.model_fields.items():
+def _add_model_flags(parser: argparse.ArgumentParser, model, task: str) -> dict:
+    """One flag per settings field, in argument groups; returns the groups by title."""
+    groups = {"acquisition": parser.add_argument_group("acquisition (lengths in µm)")}
+    groups.update({title: parser.add_argument_group(title) for title in _GROUPS})
+    grouped = [name for names in _GROUPS.values() for name in names]
+    acquisition = [name for name in model.model_fields if name not in grouped]
+    order = acquisition + [name for name in grouped if name in model.model_fields]
+    for field_name in order:
+        field = model.model_fields[field_name]
+        parser = groups[next((title for title, names in _GROUPS.items()
+                              if field_name in names), "acquisition")]
         flag = "--" + field_name.replace("_", "-")
-        help_text = (field.description or "").replace("%", "%%")
+        metavar, text = _FLAG_HELP.get(field_name, (None, None))
+        text = _TASK_FLAG_HELP.get((task, field_name), text)
+        if field_name == "method":
+            text = _method_help(task)
+        text = (text or field.description or "").replace("%", "%%")
+        kwargs = dict(dest=field_name, help=text)
         origin = typing.get_origin(field.annotation)
         args = typing.get_args(field.annotation)
         if field_name == "illumination_na":
-            parser.add_argument(flag, dest=field_name, metavar="TABLE",
-                                help="(L, 2) NA_x, NA_y table: .csv, .txt, .npy or .yaml")
+            parser.add_argument(flag, metavar=metavar, **kwargs)
+        elif origin is typing.Literal:
+            parser.add_argument(flag, choices=args, **kwargs)
         elif origin is list or list in [typing.get_origin(a) for a in args]:
-            parser.add_argument(flag, dest=field_name, type=float, nargs="+", help=help_text)
+            parser.add_argument(flag, type=float, nargs="+", metavar=metavar, **kwargs)
         elif field.annotation is bool:
-            parser.add_argument(flag, dest=field_name, action="store_true", help=help_text)
+            parser.add_argument(flag, action="store_true", **kwargs)
         else:
-            parser.add_argument(flag, dest=field_name, type=_number_or_word, help=help_text)
+            parser.add_argument(flag, type=_number_or_word, metavar=metavar, **kwargs)
+    return groups
 
 
 def _number_or_word(text: str):
@@ -93,17 +277,80 @@ def _number_or_word(text: str):
     return text
 
 
+# ------------------------------------------------------------------------------------ tasks
 def _run_task(args: argparse.Namespace) -> int:
-    function, _, axes = _TASKS[args.task]
+    function, model, axes = _TASKS[args.task]
     params = io.read_parameters(args.config) if getattr(args, "config", None) else {}
     reserved = {"input", "output", "config", "handler", "task", "command", "psf", "scheduler"}
     params.update({k: v for k, v in vars(args).items() if k not in reserved})
     if isinstance(params.get("illumination_na"), (str, Path)):
         params["illumination_na"] = io.read_table(params["illumination_na"])
+    settings = _checked(model, params)
+    outputs = [Path(args.output)]
+    if settings.return_std:
+        outputs.append(_std_path(outputs[0]))
+    for output in outputs:
+        _check_output(output)
+    _check_compute(settings.method, settings.prior, settings.device)
     if getattr(args, "psf", None):
         params["psf"] = io.read_image(args.psf)
     with _cluster(getattr(args, "scheduler", None)) as client:
         return _solve_and_write(function, args, params, axes, client)
+
+
+def _checked(model, params: dict):
+    """The settings model of ``params``: every parameter checked before any data is read."""
+    values = dict(params)
+    if values.get("illumination_na") is not None:
+        values["illumination_na"] = np.asarray(values["illumination_na"]).tolist()
+    return validated(model, **values)
+
+
+def _check_output(path: Path) -> None:
+    try:
+        io.check_writable(path)
+    except ValueError as error:
+        raise ValueError(f"-o/--output: {error}") from None
+
+
+def _check_compute(method: str | None, prior: str | None, device: str) -> None:
+    """The prior of a diffusion method exists and is a prior; a CUDA device exists."""
+    if method in DIFFUSION_METHODS and prior not in (None, *SHIPPED_PRIORS):
+        from .prior.diffusion_prior import prior_metadata
+
+        path = Path(prior).expanduser()
+        if not path.is_file():
+            raise ValueError(f"--prior: {path} does not exist (give a .safetensors file from "
+                             f"'wsprior train', or one of {', '.join(SHIPPED_PRIORS)})")
+        try:
+            prior_metadata(path)
+        except ValueError as error:
+            raise ValueError(f"--prior: {error}") from None
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this computer has no CUDA GPU (or torch was "
+                             f"installed without CUDA); use --device auto or cpu")
+
+
+_SHAPE_RULES = {  # task → (parameter counted, its count as a sentence, what is needed)
+    "tie": ("z_um", "planes", "--z-um lists {} defocus values",
+            "the stack needs one plane per defocus value"),
+    "idt": ("illumination_na", "images", "the illumination NA table has {} rows",
+            "IDT needs one image per LED (table row)"),
+}
+
+
+def _check_shape(task: str, shape: tuple, params: dict) -> None:
+    """The input has one plane per --z-um value (TIE) or one image per LED (IDT)."""
+    if task not in _SHAPE_RULES:
+        return
+    name, items, counted, needed = _SHAPE_RULES[task]
+    found = shape[-3] if len(shape) >= 3 else 1
+    if found != len(params[name]):
+        raise ValueError(f"the input has {found} {items} (shape {shape}) but "
+                         f"{counted.format(len(params[name]))}: {needed}")
 
 
 @contextlib.contextmanager
@@ -130,11 +377,8 @@ def _solve_and_write(function, args, params: dict, axes: str, client) -> int:
     to_zarr = storage.is_zarr(args.output)
     lazy = to_zarr or storage.is_zarr(args.input)
     data = storage.open_array(args.input) if lazy else io.read_image(args.input)
-    with tqdm(total=1, desc=args.task, unit="step", leave=False) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+    _check_shape(args.task, data.shape, params)
+    with _Progress(args.task) as progress:
         result = function(data, progress=progress, **params)
         outputs = _named_outputs(Path(args.output), result)
         if to_zarr:
@@ -158,42 +402,88 @@ def _solve_and_write(function, args, params: dict, axes: str, client) -> int:
     return 0
 
 
+def _std_path(output: Path) -> Path:
+    return output.with_name(f"{output.stem}_std{output.suffix}")
+
+
 def _named_outputs(output: Path, result) -> list[tuple[Path, object]]:
     """``[(OUTPUT, result)]``, or ``[(OUTPUT, mean), (OUTPUT_std, std)]`` for ``(mean, std)``."""
     if not isinstance(result, tuple):
         return [(output, result)]
     mean, std = result
-    return [(output, mean), (output.with_name(f"{output.stem}_std{output.suffix}"), std)]
+    return [(output, mean), (_std_path(output), std)]
 
 
+# ----------------------------------------------------------------------------------- priors
 def _add_prior_commands(commands) -> None:
-    train = commands.add_parser("train", help="train a diffusion prior (whitened-score, conventional or haze)")
-    train.add_argument("-o", "--output", required=True, help="weights file (.safetensors)")
-    train.add_argument("--config", help="YAML with TrainConfig fields (network, noise_family, ...)")
-    train.add_argument("--kind", choices=["ws", "conventional", "haze"])
-    train.add_argument("--data", nargs="+", help="'synthetic' and/or TIFF files or folders")
-    for flag in ("steps", "batch-size", "patch-size", "seed", "synthetic-images", "synthetic-size"):
-        train.add_argument(f"--{flag}", type=int)
-    train.add_argument("--learning-rate", type=float)
-    train.add_argument("--base-channels", type=int, help="UNet width")
-    train.add_argument("--device", help="auto, cpu or cuda")
-    train.add_argument("--init-from", help="start from this prior's weights ('default', "
-                       "'conventional', 'haze' or a .safetensors path): fine-tuning")
+    from .prior.train import TrainConfig
+
+    defaults = TrainConfig()
+    train = commands.add_parser(
+        "train", formatter_class=_HelpFormatter,
+        help="train a diffusion prior (whitened-score, conventional or haze)",
+        description="Train a diffusion prior on synthetic phantoms and/or your images; "
+                    "resumes from OUTPUT.train.safetensors when it exists. Unset options take "
+                    "the --config file's value, else the default shown.")
+    train.add_argument("-o", "--output", required=True, metavar="PRIOR.safetensors",
+                       help="weights to write (.safetensors; its metadata goes to the .json "
+                            "beside it)")
+    train.add_argument("--config", metavar="YAML",
+                       help="YAML with the training settings (network, noise_family, ...)")
+    train.add_argument("--kind", choices=["ws", "conventional", "haze"],
+                       help="ws = whitened score (learns structured noise), conventional = "
+                            "white noise (K = I), haze = a prior of haze fields for the joint "
+                            f"sampler (default: {defaults.kind})")
+    train.add_argument("--data", nargs="+", metavar="SOURCE",
+                       help="'synthetic' (cell phantoms) and/or TIFF files or folders "
+                            f"(default: {' '.join(defaults.data)})")
+    numbers = {
+        "steps": ("N", f"optimiser steps in all, resumed ones included (default: {defaults.steps})"),
+        "batch-size": ("N", f"patches per step (default: {defaults.batch_size})"),
+        "patch-size": ("PX", "edge of the training patches in pixels, a multiple of 8 "
+                             f"(default: {defaults.patch_size})"),
+        "seed": ("N", f"random seed of phantoms, patches and noise (default: {defaults.seed})"),
+        "synthetic-images": ("N", f"number of synthetic phantoms (default: "
+                                  f"{defaults.synthetic_images})"),
+        "synthetic-size": ("PX", f"edge of each synthetic phantom in pixels (default: "
+                                 f"{defaults.synthetic_size})"),
+    }
+    for flag, (metavar, text) in numbers.items():
+        train.add_argument(f"--{flag}", type=int, metavar=metavar, help=text)
+    train.add_argument("--learning-rate", type=float, metavar="RATE",
+                       help=f"AdamW learning rate (default: {defaults.learning_rate:g})")
+    train.add_argument("--base-channels", type=int, metavar="N",
+                       help="UNet width: base channels (default: "
+                            f"{defaults.network.base_channels}, about 2 M parameters)")
+    train.add_argument("--device", metavar="DEVICE",
+                       help="cpu, cuda[:N] or auto = cuda if available (default: "
+                            f"{defaults.device})")
+    train.add_argument("--init-from", metavar="PRIOR",
+                       help="fine-tune: start from this prior's weights (default, "
+                            "conventional, haze or a .safetensors file; default: none)")
     train.set_defaults(handler=_run_train)
-    sample = commands.add_parser("sample", help="draw unconditional samples from a prior into a PNG grid")
-    sample.add_argument("-o", "--output", required=True, help="PNG file")
-    sample.add_argument("--prior", default="default", help="'default', 'conventional', 'haze' or a .safetensors path")
-    sample.add_argument("--count", type=int, default=16)
-    sample.add_argument("--size", type=int, default=64, help="image edge in pixels")
-    sample.add_argument("--steps", type=int, default=50)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--device", default="auto")
+    sample = commands.add_parser(
+        "sample", formatter_class=_HelpFormatter,
+        help="draw unconditional samples from a prior into a PNG grid (what it learned)")
+    sample.add_argument("-o", "--output", required=True, metavar="PNG", help="PNG file")
+    sample.add_argument("--prior", default="default", metavar="PRIOR",
+                        help="default, conventional, haze or a .safetensors file "
+                             "(default: %(default)s)")
+    sample.add_argument("--count", type=int, default=16, metavar="N",
+                        help="number of samples (default: %(default)s)")
+    sample.add_argument("--size", type=int, default=64, metavar="PX",
+                        help="sample edge in pixels (default: %(default)s)")
+    sample.add_argument("--steps", type=int, default=50, metavar="N",
+                        help="sampler steps (default: %(default)s)")
+    sample.add_argument("--seed", type=int, default=0, metavar="N",
+                        help="random seed (default: %(default)s)")
+    sample.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="cpu, cuda[:N] or auto (default: %(default)s)")
     sample.set_defaults(handler=_run_sample)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from .prior.train import TrainConfig, train
-    from .settings import validated
 
     values = io.read_parameters(args.config) if args.config else {}
     flags = {k: v for k, v in vars(args).items()
@@ -202,6 +492,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.base_channels:
         values["network"] = {**values.get("network", {}), "base_channels": args.base_channels}
     config = validated(TrainConfig, **values)
+    _check_output(Path(args.output))
+    _check_compute(None, None, config.device)
     with tqdm(total=config.steps, desc=f"train {config.kind}", unit="step") as bar:
         def progress(step: int, total: int, loss: float) -> None:
             bar.n = step
@@ -221,6 +513,7 @@ def _run_sample(args: argparse.Namespace) -> int:
     from ._arrays import resolve_device
     from .prior.diffusion_prior import load_prior
 
+    _check_output(Path(args.output))
     prior = load_prior(args.prior, device=resolve_device(args.device))
     with tqdm(total=args.steps, desc="sample", unit="step") as bar:
         samples = prior.sample((args.count, args.size, args.size), steps=args.steps, seed=args.seed,
@@ -242,6 +535,8 @@ def _run_sample(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    _check_output(Path(args.output) / "demo.png")
+    _check_compute(None, None, args.device)
     run_demo(Path(args.output), device=args.device)
     return 0
 

@@ -50,6 +50,22 @@ def write_image(path: str | Path, data: np.ndarray, *, pixel_size_um: float | No
     return path
 
 
+def check_writable(path: str | Path) -> Path:
+    """``path`` made absolute, once its folder is known to be writable: the nearest existing
+    folder above it (the writers create the missing ones) must accept files. Raises ValueError
+    before any work rather than an OSError after it."""
+    path = Path(path).expanduser().absolute()
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        why = "is not a folder" if not folder.is_dir() else "is not writable"
+        raise ValueError(f"cannot write {path.name} into {path.parent}: {folder} {why}")
+    if path.is_dir() and path.suffix.lower() not in (".zarr", ".zarr/"):
+        raise ValueError(f"cannot write {path}: it is a folder")
+    return path
+
+
 def read_parameters(path: str | Path) -> dict:
     """Parameters from YAML (or JSON, a YAML subset) with the API's names."""
     path = Path(path)
