@@ -14,17 +14,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
+from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, QObject, Signal
 
 from .. import io
-from ..settings import STOCHASTICITY_METHODS, validated
-from ._fields import (Field, auto_field, bool_field, button_row, choice_field, header,
-                      int_field, is_diffusion, method_choices, prior_field)
+from ..settings import STOCHASTICITY_METHODS
+from ._eta import EtaEstimate
+from ._fields import (Field, auto_field, bool_field, button_row, canonical_method,
+                      choice_field, header, int_field, is_diffusion, method_choices,
+                      prior_field, seed_field)
 from ._layers import image_layers, layer_data, layer_parameters, pixel_size_from_layer
+from ._layout import ScrollForm, status_line
+from ._messages import check_settings, sentence
+from ._preflight import check_compute
 
 _PROGRESS_STEPS = 1000
 _log = logging.getLogger(__name__)
@@ -69,9 +74,10 @@ def format_seconds(seconds: float) -> str:
 
 
 class RunnerWidget(Container):
-    """Base of the plugin's dock widgets: named parameter fields, Run / Cancel, a progress bar
-    with ETA and a status line. Subclasses set ``title``, append their fields, call
-    ``_add_run_controls`` and implement ``_prepare_run``."""
+    """Base of the plugin's dock widgets: named parameter fields in a scrolling form, and below
+    it Run / Cancel, a progress bar with ETA and a status line that stay in view. Subclasses set
+    ``title``, add their fields to ``self.form``, call ``_add_run_controls`` and implement
+    ``_prepare_run``."""
 
     title: str = ""
     discard_result_on_cancel: bool = True
@@ -79,14 +85,18 @@ class RunnerWidget(Container):
     has already written files says False and reports what was written)."""
 
     def __init__(self, napari_viewer):
-        super().__init__(labels=True, scrollable=False)
+        super().__init__(labels=False)
+        self.margins = (0, 0, 0, 0)
         self.viewer = napari_viewer
         self.worker = None
         self._cancel = threading.Event()
         self._relay = None
         self._started = 0.0
+        self._eta = EtaEstimate()
         self.fields: dict[str, Field] = {}
-        _OnFirstShow(self.native, self._fit_label_widths)
+        self.form = ScrollForm(name="form")
+        self.append(self.form)
+        _OnFirstShow(self.native, self._fit_to_style)
 
     # -- subclass hooks -----------------------------------------------------------------------
     def _prepare_run(self):
@@ -105,7 +115,7 @@ class RunnerWidget(Container):
     # -- parameters ---------------------------------------------------------------------------
     def _add(self, field: Field) -> None:
         self.fields[field.widget.name] = field
-        self.append(field.widget)
+        self.form.append(field.widget)
 
     def parameters(self) -> dict:
         """Current parameters with the API / CLI-YAML names (raises ValueError on bad text)."""
@@ -116,25 +126,27 @@ class RunnerWidget(Container):
             if name in self.fields:
                 self.fields[name].set(value)
 
+    def field_labels(self) -> dict[str, str]:
+        """Each parameter's label as the widget shows it (for messages)."""
+        return {name: field.label for name, field in self.fields.items()}
+
     def _announce(self, message: str) -> None:
         show_info(f"{self.title}: {message}")
 
-    def _fit_label_widths(self) -> None:
-        """Align the fields in one column: magicgui sizes the labels in the default font but
-        napari's style draws them larger, so long labels pushed their fields to the right."""
-        rows = [row for row in map(lambda w: w._labeled_widget(), self) if row is not None]
-        if rows:
-            widest = max(row._label_widget.native.sizeHint().width() for row in rows)
-            for row in rows:
-                row.label_width = widest
+    def _report_error(self, message: str) -> None:
+        """A notification that names this widget and speaks in whole sentences."""
+        show_error(f"{self.title}: {sentence(message)}")
 
-    @staticmethod
-    def _guarded(action) -> bool:
+    def _fit_to_style(self) -> None:
+        self.form.align_labels()
+        self.form.fit_width_to_content()
+
+    def _guarded(self, action) -> bool:
         try:
             action()
             return True
         except ValueError as error:
-            show_error(str(error))
+            self._report_error(str(error))
             return False
 
     # -- layer list ---------------------------------------------------------------------------
@@ -154,18 +166,20 @@ class RunnerWidget(Container):
 
     # -- run / cancel -------------------------------------------------------------------------
     def _add_run_controls(self) -> None:
-        """Append the Run / Cancel row, the progress bar and the status line."""
+        """Below the form, always in view: Run, Cancel and the progress bar in one row, then the
+        status line."""
         self.run_button = PushButton(text="Run", name="run")
         self.cancel_button = PushButton(text="Cancel", name="cancel", enabled=False)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.progress = ProgressBar(name="progress", value=0, min=0, max=_PROGRESS_STEPS,
                                     label="progress")
-        self.status = Label(name="status", value="ready")
-        self.status.label = ""
-        self.append(button_row("run_row", "", self.run_button, self.cancel_button))
-        self.append(self.progress)
+        self.status = status_line()
+        row = button_row("run_row", "", self.run_button, self.cancel_button, self.progress)
+        row.margins = (6, 0, 6, 0)
+        self.append(row)
         self.append(self.status)
+        self.status.native.setContentsMargins(6, 0, 6, 4)
 
     @property
     def running(self) -> bool:
@@ -178,8 +192,8 @@ class RunnerWidget(Container):
         try:
             work, finish, what = self._prepare_run()
         except ValueError as error:
-            show_error(str(error))
-            self.status.value = "invalid parameters — see the notification"
+            self._report_error(str(error))
+            self.status.value = "not started — see the notification"
             return
         self._start(work, finish, what)
 
@@ -219,6 +233,7 @@ class RunnerWidget(Container):
         self.worker.returned.connect(lambda outcome: self._on_returned(outcome, finish))
         self.worker.finished.connect(self._on_finished)
         self._started = time.perf_counter()
+        self._eta = EtaEstimate()
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.progress.native.setRange(0, 0)  # busy indicator until the first progress report
@@ -231,12 +246,13 @@ class RunnerWidget(Container):
         fraction = min(max(done / total, 0.0), 1.0)
         self.progress.native.setRange(0, _PROGRESS_STEPS)
         self.progress.value = int(round(fraction * _PROGRESS_STEPS))
-        elapsed = time.perf_counter() - self._started
-        eta = format_seconds(elapsed * (1 - fraction) / fraction) if fraction > 0 else "–"
+        now = time.perf_counter()
+        left = self._eta.update(done, total, now)
+        eta = "…" if left is None else format_seconds(left)
         count = f" · {note}" if note else f" ({done}/{total})"  # a note may count its own way
-        self.status.value = (f"{100 * fraction:.0f} %{count} · elapsed "
-                             f"{format_seconds(elapsed)} · ETA {eta}"
-                             if fraction < 1 else f"finishing… {format_seconds(elapsed)}")
+        elapsed = format_seconds(now - self._started)
+        self.status.value = (f"{100 * fraction:.0f} %{count} · elapsed {elapsed} · ETA {eta}"
+                             if fraction < 1 else f"finishing… {elapsed}")
 
     def _on_returned(self, outcome: _Outcome, finish) -> None:
         elapsed = format_seconds(time.perf_counter() - self._started)
@@ -256,12 +272,12 @@ class RunnerWidget(Container):
                 message = f"{type(error).__name__}: {error}"
                 _log.error("%s failed", self.title, exc_info=error)
             self.status.value = f"failed — see the notification; {self._not_done_note()}"
-            show_error(f"{self.title}: {message}")
+            self._report_error(message)
             return
         try:
             added = finish(outcome.result)
         except ValueError as failure:
-            show_error(f"{self.title}: {failure}")
+            self._report_error(str(failure))
             return
         self.progress.value = _PROGRESS_STEPS
         self.status.value = f"done in {elapsed}: {self._done_note(added)}"
@@ -276,7 +292,8 @@ class RunnerWidget(Container):
 class TaskWidget(RunnerWidget):
     """Base of the three task widgets. Subclasses set ``task``, ``model``, ``title`` and
     implement ``_acquisition_fields`` and ``_prepare``; optionally ``_add_extra_inputs``,
-    ``_method_fields``, ``_update_method_fields`` and ``_on_input_changed``."""
+    ``_method_fields``, ``_update_method_fields``, ``_on_input_changed``, ``_check_fields``,
+    ``_check_input`` and ``input_data``."""
 
     task: str = ""
     model = None
@@ -285,41 +302,40 @@ class TaskWidget(RunnerWidget):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
+        form = self.form
 
         self.input = ComboBox(name="input", label=self.input_label,
                               choices=lambda _w: image_layers(self.viewer, self.task),
                               tooltip=self.input_tooltip)
         self.input.changed.connect(self._input_changed)
-        self.append(self.input)
+        form.append(self.input)
         self._add_extra_inputs()
 
-        self.append(header("Acquisition"))
+        form.append(header("Acquisition"))
         for field in self._acquisition_fields():
             self._add(field)
 
-        self.append(header("Method"))
-        choices, default = method_choices(self.task, self.model)
-        method = choice_field("method", "method", choices, default,
-                              tooltip="classical methods need no prior; '(diffusion prior)' "
-                                      "methods use the prior options below")
-        self._add(method)
+        form.append(header("Method"))
+        self._add(self._method_field())
         for field in self._method_fields():
             self._add(field)
         self._add(auto_field("regularization", "regularization",
                              tooltip="classical solver weight; 'auto' = discrepancy principle"))
 
-        self.append(header("Diffusion prior"))
+        form.append(header("Diffusion prior"))
         self._add(prior_field())
         self._add(int_field("steps", "steps per sample (0 = auto)", 0, maximum=1000,
                             zero_is_none=True, tooltip="sampler steps of each sample (network "
-                            "evaluations); auto: 12"))
+                            "evaluations); 0 = auto: 12"))
         self._add(auto_field("guidance", "guidance λ",
                              tooltip="data-consistency weight, or 'auto'"))
         self._add(int_field("n_samples", "samples", 4, minimum=1, maximum=256,
                             tooltip="posterior samples averaged into the result"))
         self._add(bool_field("return_std", "uncertainty (std layer)",
                              tooltip="also add the per-pixel standard deviation over samples"))
-        self._add(int_field("seed", "seed", 0, maximum=2**31 - 1))
+        self._add(seed_field(0, tooltip="random seed of the sampler's noise: the same seed "
+                                        "gives the same result; change it to draw other "
+                                        "posterior samples"))
         self._add(bool_field("start_from_noise", "start from noise (t = 1)",
                              tooltip="start from structured noise instead of the classical "
                                      "solution diffused to t = 0.5 (needs more steps)"))
@@ -327,23 +343,33 @@ class TaskWidget(RunnerWidget):
                              tooltip="fresh noise per step (ws, ddnm, joint): 0 = deterministic, "
                                      "1 = ancestral; 'auto' = 0.85"))
 
-        self.append(header("Compute"))
+        form.append(header("Compute"))
         self._add(choice_field("device", "device", ["auto", "cpu", "cuda"], "auto",
                                tooltip="auto = cuda if available, else cpu"))
         self._add(int_field("tile_size", "tile size (px, 0 = whole)", 0, maximum=65536,
                             zero_is_none=True, tooltip="tile edge in pixels for large images"))
-
-        self._add_run_controls()
-        save = PushButton(text="Save parameters…", name="save")
-        load = PushButton(text="Load parameters…", name="load")
+        save = PushButton(text="Save…", name="save",
+                          tooltip="save the parameters as YAML for wsprior's --config")
+        load = PushButton(text="Load…", name="load", tooltip="load parameters from a YAML file")
         save.changed.connect(self._save_dialog)
         load.changed.connect(self._load_dialog)
-        self.append(button_row("parameter_row", "parameters", save, load))
+        form.append(button_row("parameter_row", "parameters (YAML)", save, load))
 
+        self._add_run_controls()
         self.fields["method"].widget.changed.connect(self._method_changed)
         self._method_changed()
         self._follow_layers()
         self._input_changed()
+
+    def _method_field(self) -> Field:
+        choices, default = method_choices(self.task, self.model)
+        field = choice_field("method", "method", choices, default,
+                             tooltip="classical methods need no prior and take seconds; "
+                                     "'(diffusion prior)' methods use the prior options below "
+                                     "and take minutes on a CPU")
+        set_choice = field.set
+        field.set = lambda value: set_choice(canonical_method(self.task, value))
+        return field
 
     # -- subclass hooks -----------------------------------------------------------------------
     def _add_extra_inputs(self) -> None:
@@ -363,10 +389,23 @@ class TaskWidget(RunnerWidget):
     def _on_input_changed(self, layer: Image) -> None:
         """Prefill from the selected layer (beyond pixel size and stored parameters)."""
 
+    def _check_fields(self, params: dict) -> None:
+        """Checks across fields, in the widget's words (the settings model makes them too, in
+        the API's)."""
+
+    def _check_input(self, layer: Image, params: dict) -> None:
+        """Does the input layer's shape fit the parameters? (ValueError in the widget's words)"""
+
+    def input_data(self, layer: Image):
+        """The array handed to the api (read in the worker thread)."""
+        return layer_data(layer)
+
     # -- parameters ---------------------------------------------------------------------------
     def check_parameters(self, params: dict) -> None:
-        """Validate against the settings model (the API's and CLI's own check)."""
-        validated(self.model, **params)
+        """Validate against the settings model (the API's and CLI's own check), reporting each
+        problem with the label of its field."""
+        self._check_fields(params)
+        check_settings(self.model, params, self.field_labels())
 
     def save_parameters(self, path: str | Path) -> Path:
         """Write the parameters as a YAML usable with ``wsprior <task> --config``."""
@@ -383,6 +422,8 @@ class TaskWidget(RunnerWidget):
             raise ValueError(f"{path.name}: unknown parameter(s) {', '.join(unknown)} for "
                              f"{self.title}; expected names from {', '.join(self.model.model_fields)}")
         values = self._resolve_loaded(values, path.parent)
+        if "method" in values:
+            values["method"] = canonical_method(self.task, values["method"])
         try:
             current = self.parameters()
         except ValueError:
@@ -428,6 +469,8 @@ class TaskWidget(RunnerWidget):
         for name in ("prior", "steps", "guidance", "n_samples", "return_std", "seed",
                      "start_from_noise"):
             self.fields[name].widget.enabled = diffusion
+        if not diffusion:  # a classical solver gives no uncertainty
+            self.fields["return_std"].set(False)
         ddim = method in STOCHASTICITY_METHODS
         if not ddim:
             self.fields["stochasticity"].set("auto")
@@ -441,7 +484,8 @@ class TaskWidget(RunnerWidget):
     # -- run ----------------------------------------------------------------------------------
     def run(self, *_args) -> None:
         if not self.running and self.input.value is None:
-            show_error(f"{self.title}: choose an input image layer first")
+            self._report_error(f"choose the {self.input_label} layer first (File → Open "
+                               f"Sample → wsprior for an example)")
             return
         super().run()
 
@@ -449,8 +493,10 @@ class TaskWidget(RunnerWidget):
         layer = self.input.value
         params = self.parameters()
         self.check_parameters(params)
+        self._check_input(layer, params)
+        check_compute(params, self.field_labels())
         work, add_layers = self._prepare(layer, params)
-        return (lambda progress: work(layer_data(layer), progress), add_layers,
+        return (lambda progress: work(self.input_data(layer), progress), add_layers,
                 f"running {params['method']} on {layer.name!r}…")
 
     # -- helpers for subclasses ---------------------------------------------------------------
@@ -460,11 +506,12 @@ class TaskWidget(RunnerWidget):
                     "wsprior_source": source.name}
         return self.viewer.add_image(data, name=name, metadata=metadata, **geometry, **kwargs)
 
-    def add_result(self, result, name: str, geometry: dict, params: dict, source: Image) -> list:
+    def add_result(self, result, name: str, geometry: dict, params: dict, source: Image, *,
+                   colormap: str = "gray") -> list:
         """Add ``result`` — or ``(mean, std)`` when the api returns an uncertainty — as layers."""
         if isinstance(result, tuple) and len(result) == 2:
             mean, std = result
-            return [self.add_image(mean, name, geometry, params, source),
+            return [self.add_image(mean, name, geometry, params, source, colormap=colormap),
                     self.add_image(std, f"{name} std", geometry, params, source,
                                    colormap="magma")]
-        return [self.add_image(result, name, geometry, params, source)]
+        return [self.add_image(result, name, geometry, params, source, colormap=colormap)]

@@ -24,11 +24,11 @@ class DeblurDehazeWidget(TaskWidget):
                             tooltip="a 2D PSF layer with the image's pixel size; empty = Airy "
                                     "PSF from NA and wavelength")
         self.psf.changed.connect(self._psf_changed)
-        self.append(self.psf)
+        self.form.append(self.psf)
 
     def _acquisition_fields(self) -> list[Field]:
         return [
-            float_field("na", "NA (objective)", 0.8, step=0.05, decimals=3,
+            float_field("na", "numerical aperture (NA)", 0.8, step=0.05, decimals=3,
                         tooltip="numerical aperture of the objective"),
             float_field("wavelength_um", "wavelength (µm)", 0.52, step=0.01, decimals=3,
                         tooltip="emission wavelength in µm (520 nm = 0.52)"),
@@ -55,11 +55,14 @@ class DeblurDehazeWidget(TaskWidget):
             if name in self.fields:
                 self.fields[name].widget.enabled = airy
 
+    def _check_input(self, layer, params: dict) -> None:
+        psf = self.psf.value
+        if psf is not None and psf.ndim != 2:
+            raise ValueError(f"the measured PSF {psf.name!r} must be one 2D image with the "
+                             f"image's pixel size; it has shape {psf.data.shape}")
+
     def _prepare(self, layer, params):
         psf = None if self.psf.value is None else layer_data(self.psf.value)
-        if psf is not None and psf.ndim != 2:
-            raise ValueError(f"measured PSF layer {self.psf.value.name!r} must be 2D; "
-                             f"got shape {psf.shape}")
 
         def work(data, progress):
             return api.deblur_dehaze(data, psf=psf, progress=progress, **params)

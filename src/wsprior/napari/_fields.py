@@ -20,25 +20,42 @@ from .. import api
 CLASSICAL_METHODS = ("wiener", "tikhonov", "rl")
 """Methods that need no diffusion prior; every other method name uses the prior options."""
 
+METHOD_ALIASES = {"deblur_dehaze": {"tikhonov": "wiener"}}
+"""Method names the API accepts for the same solver: the widget offers one of them (deblur +
+dehaze: 'tikhonov' is the whitened Tikhonov filter that 'wiener' names)."""
+
+METHOD_NOTES = {"deblur_dehaze": {"wiener": "whitened Tikhonov"}}
+
 
 # ----------------------------------------------------------------------------------- methods
 def method_choices(task: str, model) -> tuple[list[tuple[str, str]], str]:
-    """``[(label, method), ...]`` for every method the settings model accepts, labelled when it
-    uses the diffusion prior or is not in this version, and the default method.
+    """``[(label, method), ...]`` for every method the settings model accepts (one name per
+    solver), labelled when it uses the diffusion prior or is not in this version, and the
+    default method.
 
     The default is the first available *classical* method, so that Run works on the samples
     without a trained prior; the diffusion methods are one click away in the list."""
-    names = typing.get_args(model.model_fields["method"].annotation)
+    aliases = METHOD_ALIASES.get(task, {})
+    names = [name for name in typing.get_args(model.model_fields["method"].annotation)
+             if name not in aliases]
     available = api.available_methods(task)
+    notes = METHOD_NOTES.get(task, {})
 
     def label(name: str) -> str:
         if name not in available:
             return f"{name}  (not in this version)"
-        return f"{name}  (diffusion prior)" if is_diffusion(name) else name
+        if is_diffusion(name):
+            return f"{name}  (diffusion prior)"
+        return f"{name}  ({notes[name]})" if name in notes else name
 
     runnable = [name for name in names if name in available]
     default = next((name for name in runnable if not is_diffusion(name)), runnable[0])
     return [(label(name), name) for name in names], default
+
+
+def canonical_method(task: str, method: str) -> str:
+    """The name the widget offers for ``method`` (an alias maps to its solver's name)."""
+    return METHOD_ALIASES.get(task, {}).get(method, method)
 
 
 def is_diffusion(method: str) -> bool:
@@ -54,7 +71,7 @@ def parse_auto(text: str, name: str):
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{name}: must be 'auto' or a number (got {text!r})") from None
+        raise ValueError(f"{name} must be 'auto' or a number; got {text!r}") from None
 
 
 def parse_floats(text: str, name: str) -> list[float]:
@@ -63,7 +80,7 @@ def parse_floats(text: str, name: str) -> list[float]:
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise ValueError(f"{name}: expected numbers separated by commas (got {text!r})") from None
+        raise ValueError(f"{name}: expected numbers separated by commas; got {text!r}") from None
     if not values:
         raise ValueError(f"{name}: give at least one value")
     return values
@@ -75,10 +92,15 @@ def format_floats(values) -> str:
 
 @dataclass
 class Field:
-    """One parameter: its widget and the conversions between widget and settings value."""
+    """One parameter: its widget, the conversions between widget and settings value, and the
+    label that messages about it use (the widget's own label by default)."""
     widget: Widget
     get: Callable[[], object]
     set: Callable[[object], None]
+    label: str = ""
+
+    def __post_init__(self):
+        self.label = self.label or self.widget.label
 
 
 def float_field(name, label, value, *, step=0.01, decimals=3, minimum=0.0, maximum=1e5,
@@ -124,7 +146,7 @@ def auto_field(name, label, *, tooltip=None) -> Field:
 
     def set_value(v):
         widget.value = "auto" if v in (None, "auto") else f"{float(v):g}"
-    return Field(widget, lambda: parse_auto(widget.value, name), set_value)
+    return Field(widget, lambda: parse_auto(widget.value, label), set_value)
 
 
 def scientific_field(name, label, value, *, tooltip=None) -> Field:
@@ -136,7 +158,7 @@ def scientific_field(name, label, value, *, tooltip=None) -> Field:
         try:
             return float(text)
         except ValueError:
-            raise ValueError(f"{name}: expected a number such as 2e-4 (got {text!r})") from None
+            raise ValueError(f"{label}: expected a number such as 2e-4; got {text!r}") from None
 
     def set_value(v):
         widget.value = f"{float(v):g}"
@@ -148,7 +170,7 @@ def list_field(name, label, values, *, tooltip=None) -> Field:
 
     def set_value(v):
         widget.value = format_floats(v)
-    return Field(widget, lambda: parse_floats(widget.value, name), set_value)
+    return Field(widget, lambda: parse_floats(widget.value, label), set_value)
 
 
 def choice_field(name, label, choices, value, *, tooltip=None) -> Field:
@@ -164,11 +186,11 @@ def bool_field(name, label, value=False, *, tooltip=None) -> Field:
 
     def set_value(v):
         widget.value = bool(v)
-    return Field(widget, lambda: bool(widget.value), set_value)
+    return Field(widget, lambda: bool(widget.value), set_value, label=label)
 
 
 def prior_field() -> Field:
-    widget = FileEdit(name="prior", label="prior (.safetensors)", mode="r",
+    widget = FileEdit(name="prior", label="prior file (.safetensors)", mode="r",
                       filter="*.safetensors",
                       tooltip="diffusion-prior checkpoint; empty = the shipped default prior")
 
@@ -191,6 +213,10 @@ def path_field(name, label, *, mode="r", filter=None, tooltip=None) -> Field:
     def set_value(v):
         widget.line_edit.value = "" if v is None else str(v)
     return Field(widget, get, set_value)
+
+
+def seed_field(value: int, *, tooltip: str) -> Field:
+    return int_field("seed", "seed", value, maximum=2**31 - 1, tooltip=tooltip)
 
 
 def header(text: str) -> Label:

@@ -30,17 +30,22 @@ class TieWidget(TaskWidget):
         ]
 
     def _on_input_changed(self, layer) -> None:
-        planes = layer.data.shape[-3] if layer.ndim >= 3 else 1
         try:
-            count = len(self.fields["z_um"].get())
-        except ValueError:
-            return
-        if layer.ndim < 3:
-            self.status.value = f"{layer.name!r} is 2D: TIE needs a stack of ≥ 2 defocus planes"
-        elif planes != count:
-            self.status.value = f"{layer.name!r} has {planes} planes but {count} z positions"
+            self._check_input(layer, {"z_um": self.fields["z_um"].get()})
+        except ValueError as problem:
+            self.status.value = str(problem)
         else:
             self.status.value = "ready"
+
+    def _check_input(self, layer, params: dict) -> None:
+        count, label = len(params["z_um"]), self.fields["z_um"].label
+        if layer.ndim < 3:
+            raise ValueError(f"{layer.name!r} is one 2D image: TIE needs a stack of at least "
+                             f"2 planes at different defocus")
+        planes = layer.data.shape[-3]
+        if planes != count:
+            raise ValueError(f"the stack {layer.name!r} has {planes} planes but {label} lists "
+                             f"{count} values: the stack needs one plane per defocus value")
 
     def _prepare(self, layer, params):
         def work(data, progress):

@@ -1,0 +1,80 @@
+"""Dock layout that fits small screens: the parameter form scrolls (Qt's QScrollArea, through
+magicgui's ``scrollable`` container) while Run / Cancel, the progress bar and the status line stay
+in view below it; the status line wraps instead of widening the dock."""
+from __future__ import annotations
+
+from magicgui.widgets import Container, Label
+from qtpy.QtWidgets import QComboBox, QFrame, QLabel, QSizePolicy
+
+FORM_MIN_HEIGHT = 56
+"""Smallest height of the scrolling form (px): a few fields stay visible in a crowded dock."""
+COMBO_MIN_CHARACTERS = 12
+"""Choice lists are at least this many characters wide, and no wider than the dock: a long
+choice ("ws — whitened score (structured noise)") must not widen the dock."""
+
+
+class ScrollForm(Container):
+    """A labelled, vertically scrolling magicgui container that can be nested or docked.
+
+    magicgui puts a scrollable container's inner widget (``native``) into a parent layout or a
+    napari dock, which would leave its QScrollArea behind; here ``native`` is the scroll area
+    itself (magicgui's ``root_native_widget``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(scrollable=True, labels=True, **kwargs)
+        area = self.root_native_widget
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setMinimumHeight(FORM_MIN_HEIGHT)
+
+    @property
+    def native(self):
+        return self.root_native_widget
+
+    def insert(self, key: int, widget) -> None:
+        """Insert ``widget``; its choice lists and notes give way to the dock's width instead
+        of setting it (set before napari's style sizes them)."""
+        super().insert(key, widget)
+        native = widget.native
+        for combo in [native, *native.findChildren(QComboBox)]:
+            if isinstance(combo, QComboBox):
+                combo.setSizeAdjustPolicy(
+                    QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                combo.setMinimumContentsLength(COMBO_MIN_CHARACTERS)
+        if isinstance(widget, Label):
+            wrap(native)
+
+    @property
+    def content(self):
+        """The widget inside the scroll area (the one holding the form's layout)."""
+        return self.root_native_widget.widget()
+
+    def fit_width_to_content(self) -> None:
+        """No horizontal scrolling: the area is as wide as its fields need (call once the
+        napari style has set the fonts) plus the vertical scroll bar."""
+        area = self.root_native_widget
+        bar = area.verticalScrollBar().sizeHint().width()
+        area.setMinimumWidth(self.content.minimumSizeHint().width() + bar)
+
+    def align_labels(self) -> None:
+        """One label column: magicgui sizes the labels in the default font but napari's style
+        draws them larger, so long labels pushed their fields to the right."""
+        rows = [row for row in (w._labeled_widget() for w in self) if row is not None]
+        if rows:
+            widest = max(row._label_widget.native.sizeHint().width() for row in rows)
+            for row in rows:
+                row.label_width = widest
+
+
+def status_line(name: str = "status", value: str = "ready") -> Label:
+    """A label that wraps long text and never asks for more width than the dock has."""
+    label = Label(name=name, value=value)
+    label.label = ""
+    wrap(label.native)
+    return label
+
+
+def wrap(label: QLabel) -> None:
+    """Long text wraps within the width the layout gives, instead of asking for more."""
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+    label.setMinimumWidth(1)
