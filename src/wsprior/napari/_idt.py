@@ -1,53 +1,23 @@
 """IDT dock widget: brightfield images under oblique LED illumination → ``wsprior.idt`` → Δn
-(or Δε) slices as a new layer."""
+(or Δε) slices as new layers, on a depth axis of their own (``_idt_axes``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import yaml
 from magicgui.widgets import FileEdit, Label, LineEdit
 
-from .. import api, io
+from .. import api
 from ..settings import IdtSettings
 from ._common import TaskWidget
 from ._fields import (Field, choice_field, float_field, format_floats,
                       illumination_wavelength_field, list_field, parse_floats, pixel_size_field)
-from ._layers import output_geometry
+from ._idt_axes import led_axis, led_images, place_slices, slice_axis
+from ._illumination import TABLE_FILTER, check_table, read_illumination_table
+from ._sample_data import IDT_COLORMAP
 
-TABLE_FILTER = "*.csv *.txt *.npy *.yaml *.yml *.json"
-
-
-def read_illumination_table(path: str | Path) -> np.ndarray:
-    """(L, 2) illumination NAs (NA_x, NA_y) from .csv/.txt/.npy, or from YAML/JSON holding
-    either the table itself or a parameter file with an ``illumination_na`` entry."""
-    path = Path(path)
-    table = None
-    if path.suffix.lower() in (".yaml", ".yml", ".json") and path.exists():
-        try:
-            values = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path.name} is not valid YAML: {error}") from None
-        if isinstance(values, dict):
-            if "illumination_na" not in values:
-                raise ValueError(f"{path.name} holds no 'illumination_na' entry")
-            table = values["illumination_na"]
-    if table is None:
-        table = io.read_table(path)
-    return _check_table(table, path.name)
-
-
-def _check_table(table, source: str) -> np.ndarray:
-    try:
-        table = np.asarray(table, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{source}: illumination NAs must be numbers") from None
-    if table.ndim != 2 or table.shape[1] != 2 or len(table) == 0:
-        raise ValueError(f"{source}: illumination NAs must be an (L, 2) table of (NA_x, NA_y); "
-                         f"got shape {table.shape}")
-    if not np.isfinite(table).all():
-        raise ValueError(f"{source}: illumination NAs contain NaN or inf")
-    return table
+COMPONENTS = [("Δn = n − n_medium", "ri"), ("Δε = n² − n_medium² (real and imaginary layers)",
+                                             "permittivity")]
 
 
 class IdtWidget(TaskWidget):
@@ -55,7 +25,8 @@ class IdtWidget(TaskWidget):
     model = IdtSettings
     title = "IDT"
     input_label = "LED images (…, L, Y, X)"
-    input_tooltip = "one brightfield image per LED, in the order of the illumination table"
+    input_tooltip = ("one brightfield image per LED, in the order of the illumination table "
+                     "(the sample's (L, 1, Y, X): LED images in the focal plane)")
 
     def _add_extra_inputs(self) -> None:
         self._table: np.ndarray | None = None
@@ -66,24 +37,25 @@ class IdtWidget(TaskWidget):
                                            ".npy, or YAML (a list, or a parameter file)")
         self.table_info = Label(name="table_info", label="LEDs", value="no table loaded")
         self.table_file.changed.connect(self._table_file_changed)
-        self.append(self.table_file)
-        self.append(self.table_info)
+        self.form.append(self.table_file)
+        self.form.append(self.table_info)
         self.fields["illumination_na"] = Field(self.table_file, self._get_table, self._set_table)
 
     def _acquisition_fields(self) -> list[Field]:
         return [
             illumination_wavelength_field(),
-            float_field("na", "NA (objective)", 0.4, step=0.05, decimals=3,
-                        tooltip="numerical aperture of the objective (< n medium)"),
+            float_field("na", "numerical aperture (NA)", 0.4, step=0.05, decimals=3,
+                        tooltip="numerical aperture of the objective (below n medium)"),
             pixel_size_field(0.25),
             float_field("n_medium", "n medium", 1.33, step=0.01, decimals=3,
                         tooltip="refractive index of the medium around the sample"),
             list_field("z_um", "slice depths z (µm)", [-2.0, 0.0, 2.0],
                        tooltip="depth of each reconstructed slice, 0 = focal plane"),
             _thickness_field(),
-            choice_field("components", "output",
-                         [("Δn = n − n_medium", "ri"), ("Δε = n² − n_medium² (complex)",
-                                                        "permittivity")], "ri"),
+            choice_field("components", "output", COMPONENTS, "ri",
+                         tooltip="Δn: refractive-index contrast to the medium, one layer; "
+                                 "Δε: permittivity contrast, a layer for its real part "
+                                 "(phase-like) and one for its imaginary part (absorption)"),
         ]
 
     # -- illumination table -------------------------------------------------------------------
@@ -100,17 +72,23 @@ class IdtWidget(TaskWidget):
 
     def _get_table(self) -> list[list[float]]:
         if self._table is None:
-            raise ValueError("illumination_na: load the table of illumination NAs (one row "
-                             "NA_x, NA_y per LED image) first")
+            raise ValueError("load the illumination NA table (one row NA_x, NA_y per LED "
+                             "image) first")
         return self._table.tolist()
 
     def _set_table(self, value) -> None:
         if isinstance(value, (str, Path)):
             self.load_table(value)
             return
-        self._table = _check_table(value, "illumination_na")
+        self._table = check_table(value, "illumination NA table")
         self._table_source = "from parameters"
         self._show_table()
+
+    def _n_leds(self) -> int | None:
+        return None if self._table is None else len(self._table)
+
+    def _image_count(self, layer) -> int | None:
+        return layer.data.shape[led_axis(layer, self._n_leds())] if layer.ndim >= 3 else None
 
     def _show_table(self) -> None:
         table = self._table
@@ -118,8 +96,9 @@ class IdtWidget(TaskWidget):
         text = (f"{len(table)} LEDs loaded {self._table_source} "
                 f"(NA_ill {radius.min():.3g}–{radius.max():.3g})")
         layer = self.input.value
-        if layer is not None and layer.ndim >= 3 and layer.data.shape[-3] != len(table):
-            text += f" — but {layer.name!r} has {layer.data.shape[-3]} images"
+        count = None if layer is None else self._image_count(layer)
+        if count is not None and count != len(table):
+            text += f" — but {layer.name!r} has {count} images"
         self.table_info.value = text
 
     def _on_input_changed(self, layer) -> None:
@@ -134,33 +113,57 @@ class IdtWidget(TaskWidget):
                 candidate if candidate.exists() else table).tolist())
         return values
 
+    # -- checks -------------------------------------------------------------------------------
+    def _check_fields(self, params: dict) -> None:
+        labels, n_medium = self.field_labels(), params["n_medium"]
+        if not 0 < params["na"] < n_medium:
+            raise ValueError(f"{labels['na']} must lie between 0 and n medium "
+                             f"({n_medium:g}); got {params['na']:g}")
+        largest = float(np.hypot(*np.asarray(params["illumination_na"]).T).max())
+        if largest >= n_medium:
+            raise ValueError(f"the illumination NA table reaches NA {largest:g}, which must be "
+                             f"below n medium ({n_medium:g})")
+        if len(params["z_um"]) == 1 and params["slice_thickness_um"] is None:
+            raise ValueError(f"a single slice depth needs a {labels['slice_thickness_um']} "
+                             f"('auto' takes the spacing of several depths)")
+
+    def _check_input(self, layer, params: dict) -> None:
+        count, rows = self._image_count(layer), len(params["illumination_na"])
+        if count is None:
+            raise ValueError(f"{layer.name!r} is one 2D image; IDT needs one image per LED "
+                             f"({rows} in the illumination NA table)")
+        if count != rows:
+            raise ValueError(f"{layer.name!r} holds {count} images but the illumination NA "
+                             f"table has {rows} rows: the LED images need one image per row")
+
+    def input_data(self, layer):
+        return led_images(super().input_data(layer), led_axis(layer, self._n_leds()))
+
     # -- run ----------------------------------------------------------------------------------
     def _prepare(self, layer, params):
-        z = np.asarray(params["z_um"], dtype=float)
-        thickness = params["slice_thickness_um"]
-        if len(z) > 1 and np.allclose(np.diff(z), np.diff(z)[0]):
-            depth = (float(np.diff(z)[0]), float(z[0]), "z", "micrometer")
-        elif len(z) == 1:
-            depth = (float(np.atleast_1d(thickness)[0]), float(z[0]), "z", "micrometer")
-        else:  # unevenly spaced slices: napari needs a regular grid; depths in the metadata
-            depth = (1.0, 0.0, "slice", "pixel")
+        depth = slice_axis(params["z_um"], params["slice_thickness_um"])
+        axis = led_axis(layer, self._n_leds())
         method = params["method"]
 
         def work(data, progress):
             return api.idt(data, progress=progress, **params)
 
+        def add(array, name, **kwargs):
+            array = np.asarray(array, dtype=np.float32)
+            data, geometry = place_slices(array, layer, axis, depth, params["pixel_size_um"])
+            return self.add_image(data, name, geometry, params, layer, **kwargs)
+
         def add_layers(result):
+            mean, std = result if isinstance(result, tuple) else (result, None)
             if params["components"] == "permittivity":
-                geometry = output_geometry(layer, np.ndim(result), params["pixel_size_um"],
-                                           third_axis=depth)
-                return [self.add_image(np.real(result).astype(np.float32),
-                                       f"Δε real ({method})", geometry, params, layer),
-                        self.add_image(np.imag(result).astype(np.float32),
-                                       f"Δε imag ({method})", geometry, params, layer)]
-            mean = result[0] if isinstance(result, tuple) else result
-            geometry = output_geometry(layer, np.ndim(mean), params["pixel_size_um"],
-                                       third_axis=depth)
-            return self.add_result(result, f"Δn ({method})", geometry, params, layer)
+                quantity, parts = "Δε", {"real": np.real(mean), "imag": np.imag(mean)}
+            else:
+                quantity, parts = "Δn", {"": mean}
+            added = [add(values, " ".join(filter(None, (quantity, part, f"({method})"))),
+                         colormap=IDT_COLORMAP) for part, values in parts.items()]
+            if std is not None:  # per pixel over the samples (of complex Δε: of |Δε − mean|)
+                added.append(add(std, f"{quantity} ({method}) std", colormap="magma"))
+            return added
 
         return work, add_layers
 
@@ -174,10 +177,9 @@ def _thickness_field() -> Field:
         text = widget.value.strip()
         if text.lower() in ("", "auto"):
             return None
-        values = parse_floats(text, "slice_thickness_um")
+        values = parse_floats(text, widget.label)
         return values[0] if len(values) == 1 else values
 
     def set_value(value):
         widget.value = "auto" if value is None else format_floats(value)
     return Field(widget, get, set_value)
-

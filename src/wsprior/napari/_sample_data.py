@@ -1,6 +1,12 @@
-"""File → Open Sample: the three bundled datasets as layers in µm, with the ground truth as a
-hidden second layer. The acquisition parameters travel in ``layer.metadata["wsprior_parameters"]``
-so the widgets prefill them when the layer is chosen as input."""
+"""File → Open Sample: the three bundled datasets as layers in µm (scale and napari units), with
+the ground truth as a hidden second layer. The acquisition parameters travel in
+``layer.metadata["wsprior_parameters"]`` so the widgets prefill them when the layer is chosen as
+input.
+
+napari lines up the axes of all layers from the last one; the units of an axis must agree
+across layers. So every depth axis (the TIE planes, the IDT slices) is the third-last axis, in
+µm, and the IDT images, taken in the focal plane, are ``(LED, z = 0, Y, X)``: their LED axis
+comes before the depth axis and has a slider of its own."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,10 +30,8 @@ def _layer(data, name, task, params, *, scale, translate=None, units, labels, vi
            metadata=True, colormap="gray"):
     stored = {"wsprior_task": task, "wsprior_parameters": params} if metadata else {}
     kwargs = dict(name=name, scale=scale, translate=translate or (0.0,) * len(scale),
-                  axis_labels=labels, visible=visible, colormap=colormap,
+                  axis_labels=labels, units=units, visible=visible, colormap=colormap,
                   metadata={"wsprior_sample": task, **stored})
-    if units is not None:
-        kwargs["units"] = units
     return data, layer_kwargs(**kwargs), "image"
 
 
@@ -52,14 +56,17 @@ def tie():
                    labels=("z", "y", "x"))]
 
 
+IDT_COLORMAP = "viridis"
+"""Δn of the IDT sample's truth and of every IDT result."""
+
+
 def idt():
     images, params, truth = load_sample("idt")
     px = float(params["pixel_size_um"])
     dz, z0 = _depth_axis(params["z_um"])
-    # No napari units here: the LED axis is no length, and napari warns when the units of the
-    # layers disagree; the scales are in µm all the same.
-    return [_layer(truth, "idt truth: Δn", "idt", params, scale=(dz, px, px), translate=(z0, 0.0, 0.0),
-                   visible=False, metadata=False, units=None, labels=("z", "y", "x"),
-                   colormap="viridis"),
-            _layer(images, "idt", "idt", params, scale=(1.0, px, px), units=None,
-                   labels=("LED", "y", "x"))]
+    space = (MICROMETER, MICROMETER, MICROMETER)
+    return [_layer(truth, "idt truth: Δn", "idt", params, scale=(dz, px, px),
+                   translate=(z0, 0.0, 0.0), visible=False, metadata=False, units=space,
+                   labels=("z", "y", "x"), colormap=IDT_COLORMAP),
+            _layer(images[:, np.newaxis], "idt", "idt", params, scale=(1.0, dz, px, px),
+                   units=("pixel", *space), labels=("LED", "z", "y", "x"))]
