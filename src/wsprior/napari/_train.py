@@ -3,7 +3,7 @@ in a worker thread → a ``.safetensors`` prior (+ ``.json``), then optionally a
 unconditional samples drawn from it. A napari Image layer can add training images."""
 from __future__ import annotations
 
-import os
+import csv
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +13,20 @@ from magicgui.widgets import ComboBox, Label
 from napari.layers import Image
 from pydantic import ValidationError
 
+from .. import io
 from .._arrays import resolve_device
 from ..prior.checkpoint import PriorMetadata
-from ..prior.diffusion_prior import load_prior
+from ..prior.diffusion_prior import load_prior, prior_metadata
 from ..prior.train import TrainConfig, fitted_to_starting_prior, train, training_state_files
-from ..settings import validated
 from ._common import Cancelled, RunnerWidget
 from ._fields import (Field, bool_field, choice_field, header, int_field, path_field,
-                      scientific_field)
-from ._layers import image_layers, layer_data
+                      scientific_field, seed_field)
+from ._layers import has_length_units, image_layers, layer_data, layer_kwargs
+from ._messages import check_settings
+from ._preflight import check_device
+
+SAMPLE_GAP_PX = 2
+"""Gap between the samples in the mosaic layer (px)."""
 
 DEFAULTS = TrainConfig()
 KINDS = [("ws — whitened score (structured noise)", "ws"),
@@ -49,9 +54,10 @@ class TrainPriorWidget(RunnerWidget):
         self._output: Path | None = None
         self._sampling_cancelled = False
 
-        self.append(header("Prior"))
+        form = self.form
+        form.append(header("Prior"))
         self._add_all(self._prior_fields())
-        self.append(header("Training data"))
+        form.append(header("Training data"))
         self._add(bool_field("synthetic", "synthetic phantoms", True,
                              tooltip="cell phantoms (fluorescence, phase, RI); "
                                      "haze fields for kind 'haze'"))
@@ -60,19 +66,19 @@ class TrainPriorWidget(RunnerWidget):
                               value=None, choices=lambda _w: image_layers(self.viewer),
                               tooltip="random patches of this layer's 2D planes are added to "
                                       "the training data (each plane scaled to [-1, 1])")
-        self.append(self.layer)
+        form.append(self.layer)
         self._add(path_field("tiff_folder", "TIFF folder (optional)", mode="d",
                              tooltip="every .tif/.tiff in this folder is added to the "
                                      "training data"))
-        self.append(header("Training"))
+        form.append(header("Training"))
         self._add_all(self._training_fields())
-        self.append(header("Output"))
+        form.append(header("Output"))
         self._add_all(self._output_fields())
         self.state_info = Label(name="state_info", value="")
         self.state_info.label = ""
-        self.append(self.state_info)
+        form.append(self.state_info)
         self._add_all(self._sample_fields())
-        self.append(header("Compute"))
+        form.append(header("Compute"))
         self._add(choice_field("device", "device", ["auto", "cpu", "cuda"], DEFAULTS.device,
                                tooltip="auto = cuda if available, else cpu"))
         self._add_run_controls()
@@ -129,7 +135,9 @@ class TrainPriorWidget(RunnerWidget):
                                             "of the network's downsampling (8)"),
             scientific_field("learning_rate", "learning rate", DEFAULTS.learning_rate,
                              tooltip="AdamW learning rate"),
-            int_field("seed", "seed", DEFAULTS.seed, maximum=2**31 - 1),
+            seed_field(DEFAULTS.seed, tooltip="random seed of the phantoms, the patches, the "
+                                              "noise draws and the samples: the same seed "
+                                              "repeats a run"),
         ]
 
     @staticmethod
@@ -180,12 +188,12 @@ class TrainPriorWidget(RunnerWidget):
             data.append(params["tiff_folder"])
         start = params["init_from"]
         network = {} if start else {"network": {"base_channels": params["base_channels"]}}
-        config = validated(
-            TrainConfig, kind=params["kind"], init_from=start, data=data, **network,
-            **{name: params[name] for name in (
-                "synthetic_images", "synthetic_size", "patch_size", "batch_size", "steps",
-                "learning_rate", "seed", "device")})
-        config = fitted_to_starting_prior(config)
+        values = dict(kind=params["kind"], init_from=start, data=data, **network,
+                      **{name: params[name] for name in (
+                          "synthetic_images", "synthetic_size", "patch_size", "batch_size",
+                          "steps", "learning_rate", "seed", "device")})
+        check_settings(TrainConfig, values, self.field_labels())
+        config = fitted_to_starting_prior(TrainConfig(**values))
         factor = config.network.downsampling
         if config.patch_size % factor:
             raise ValueError(f"patch size ({config.patch_size} px) must be a multiple of "
@@ -195,25 +203,30 @@ class TrainPriorWidget(RunnerWidget):
     def _prepare_run(self):
         params = self.parameters()
         config = self.training_config(params)
-        output = writable_output(params["output"])
+        output = writable_output(params["output"], self.fields["output"].label)
         layer = self.layer.value
         check_sources(config, layer)
         if params["resume"]:
             check_resumable(output, config)
-        resolve_device(config.device)  # a missing GPU is reported now, not after data prep
+        # a missing GPU is reported now, not after preparing the data
+        check_device(config.device, self.fields["device"].label)
         self._output = output
         work = training_work(config, params, output, layer)
-        return work, lambda result: self._finish(result, config), \
+        return work, lambda result: self._finish(result, config, layer), \
             f"training a {config.kind} prior → {output.name} (preparing data)…"
 
-    def _finish(self, result: Trained, config: TrainConfig) -> list:
+    def _finish(self, result: Trained, config: TrainConfig, source: Image | None) -> list:
         self._sampling_cancelled = result.sampling_cancelled
         self._announce(f"wrote {result.path} and {result.path.with_suffix('.json').name}")
         if result.samples is None:
             return []
-        layer = self.viewer.add_image(result.samples, name=f"prior samples ({config.kind})",
-                                      colormap="gray", contrast_limits=result.data_range,
-                                      metadata={"wsprior_prior": str(result.path)})
+        low, _ = result.data_range
+        layer = self.viewer.add_image(
+            mosaic(result.samples, fill=low), name=f"prior samples ({config.kind})",
+            colormap="gray", contrast_limits=result.data_range,
+            metadata={"wsprior_prior": str(result.path), "wsprior_samples": len(result.samples),
+                      "wsprior_sample_size_px": config.patch_size},
+            **sample_geometry(self.viewer, source))
         return [layer]
 
     def _done_note(self, added: list) -> str:
@@ -245,9 +258,13 @@ def training_work(config: TrainConfig, params: dict, output: Path, layer: Image 
             for file in training_state_files(output):
                 file.unlink(missing_ok=True)
         extra = {f"napari layer {layer.name!r}": layer_data(layer)} if layer is not None else None
-        path = train(config, output, command=command, extra_images=extra,
-                     progress=lambda step, steps, loss: progress(
-                         step, total, f"step {step}/{steps}, loss {loss:.3g}"))
+        try:
+            path = train(config, output, command=command, extra_images=extra,
+                         progress=lambda step, steps, loss: progress(
+                             step, total, f"step {step}/{steps}, loss {loss:.3g}"))
+        except Cancelled:
+            trim_loss_log(output, config)
+            raise
         if not n_samples:
             return Trained(path)
         prior = load_prior(path, device=resolve_device(config.device))
@@ -263,21 +280,68 @@ def training_work(config: TrainConfig, params: dict, output: Path, layer: Image 
     return work
 
 
+def trim_loss_log(output: Path, config: TrainConfig) -> None:
+    """After Cancel: the loss log keeps only the steps of the saved training state (a resumed
+    run appends from there), and goes when no state was saved."""
+    log = training_state_files(output)[2]
+    state = saved_state(output)
+    if state is None or not log.is_file():
+        log.unlink(missing_ok=True)
+        return
+    start = prior_metadata(config.init_from).steps if config.init_from else 0
+    kept_steps = state.steps - start  # the log counts this run's steps; the state all of them
+    with log.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= kept_steps]
+    with log.open("w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+
+
+# ------------------------------------------------------------------------------ sample layer
+def mosaic(samples: np.ndarray, *, fill: float) -> np.ndarray:
+    """``(n, P, P)`` samples side by side in one 2D image (at most 8 per row, ``fill`` between
+    them), like ``wsprior sample``'s grid."""
+    count, height, width = samples.shape
+    columns = min(count, 8)
+    rows = -(-count // columns)
+    gap = SAMPLE_GAP_PX
+    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), fill,
+                   dtype=np.float32)
+    for index, sample in enumerate(samples):
+        row, column = divmod(index, columns)
+        grid[row * (height + gap):row * (height + gap) + height,
+             column * (width + gap):column * (width + gap) + width] = sample
+    return grid
+
+
+def sample_geometry(viewer, source: Image | None) -> dict:
+    """Scale and units of the samples' pixels: the training layer's, else those of the viewer's
+    newest image with length units (synthetic phantoms have no pixel size of their own: they
+    were drawn at 0.08–0.4 µm), so the layer lines up with what is open without a units
+    warning; else napari's default (pixels)."""
+    if source is None or not has_length_units(source):
+        source = next((layer for layer in reversed(viewer.layers)
+                       if isinstance(layer, Image) and has_length_units(layer)), source)
+    geometry = {"axis_labels": ("y", "x")}
+    if source is not None:
+        geometry["scale"] = tuple(float(v) for v in source.scale[-2:])
+        if has_length_units(source):
+            geometry["units"] = tuple(str(u) for u in source.units[-2:])
+    return layer_kwargs(**geometry)
+
+
 # ----------------------------------------------------------------------------------- checks
-def writable_output(text: str | None) -> Path:
+def writable_output(text: str | None, label: str = "output") -> Path:
     """The output path, checked before hours of training rather than at the end."""
     if not text:
-        raise ValueError("output: choose the .safetensors file to write")
-    path = Path(text).expanduser().absolute()
+        raise ValueError(f"{label}: choose the .safetensors file to write")
+    path = Path(text)
     if path.suffix != ".safetensors":
-        raise ValueError(f"output: must end in .safetensors (got {path.name!r})")
-    folder = path.parent
-    while not folder.exists():  # the library creates missing folders
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"output: cannot write into {path.parent} ({folder} is not a "
-                         f"writable folder)")
-    return path
+        raise ValueError(f"{label} must end in .safetensors; got {path.name!r}")
+    try:
+        return io.check_writable(path)
+    except ValueError as error:
+        raise ValueError(f"{label}: {error}") from None
 
 
 def check_sources(config: TrainConfig, layer: Image | None) -> None:
