@@ -65,9 +65,11 @@ def test_trains_a_loadable_prior_from_phantoms_and_a_layer(qtbot, trainer, notes
     assert meta.training_command.startswith("napari widget, as wsprior train -o")
     assert json.loads(output.with_suffix(".json").read_text())["steps"] == 8
 
-    samples = viewer.layers["prior samples (ws)"]
-    assert samples.data.shape == (3, 16, 16) and np.isfinite(samples.data).all()
+    samples = viewer.layers["prior samples (ws)"]  # side by side, like `wsprior sample`
+    assert samples.data.shape == (16, 3 * 16 + 2 * 2) and np.isfinite(samples.data).all()
     assert samples.metadata["wsprior_prior"] == str(output)
+    assert samples.metadata["wsprior_samples"] == 3
+    assert tuple(samples.axis_labels) == ("y", "x")
     assert widget.progress.value == widget.progress.max
     assert widget.status.value.startswith("done in") and "mine.safetensors" in widget.status.value
 
@@ -85,9 +87,12 @@ def test_cancel_stops_within_a_few_steps_and_writes_no_prior(qtbot, trainer, not
 
     assert not output.exists() and not output.with_suffix(".json").exists()
     assert not list(tmp_path.glob(".*.tmp"))  # no half-written checkpoint either
-    state, _, _ = training_state_files(output)
+    state, _, log = training_state_files(output)
     if state.exists():  # a periodic resume state is fine, but never one that claims the end
         assert wsprior.load_prior(state).metadata.steps < 1_000_000
+    else:  # nothing to resume: no loss log of the cancelled steps either
+        assert not log.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert len(viewer.layers) == before
     assert notes["error"] == [] and any("cancelled" in m for m in notes["info"])
     assert "cancelled" in widget.status.value and "no prior written" in widget.status.value
@@ -96,13 +101,15 @@ def test_cancel_stops_within_a_few_steps_and_writes_no_prior(qtbot, trainer, not
 
 @pytest.mark.parametrize("change, message", [
     ({"patch_size": 20}, "multiple of 8"),
-    ({"output": "{tmp}/a_file.txt/prior.safetensors"}, "not a writable folder"),
+    ({"output": "{tmp}/a_file.txt/prior.safetensors"}, "a_file.txt is not a folder"),
     ({"output": "{tmp}/prior.pt"}, "must end in .safetensors"),
-    ({"synthetic": False}, "training data"),
-    ({"learning_rate": "fast"}, "learning_rate"),
+    ({"synthetic": False}, "Training data: tick"),
+    ({"learning_rate": "fast"}, "Train diffusion prior: Learning rate: expected a number"),
+    ({"device": "cuda"}, "Train diffusion prior: Device is 'cuda' but this computer has no CUDA"),
 ])
 def test_bad_parameter_is_a_notification_and_writes_nothing(qtbot, trainer, notes, tmp_path,
-                                                            change, message):
+                                                            change, message, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     viewer, widget = trainer
     (tmp_path / "a_file.txt").write_text("not a folder")
     widget.set_parameters({"steps": 2, "output": str(tmp_path / "prior.safetensors")})
@@ -115,6 +122,51 @@ def test_bad_parameter_is_a_notification_and_writes_nothing(qtbot, trainer, note
     assert len(notes["error"]) == 1 and message in notes["error"][0], notes["error"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file.txt"]
     assert len(viewer.layers) == 0
+
+
+def test_cancel_after_a_saved_state_keeps_the_log_of_its_steps(qtbot, trainer, notes, tmp_path,
+                                                              monkeypatch):
+    from wsprior.napari import _train
+
+    _, widget = trainer
+    output = tmp_path / "partial.safetensors"
+    widget.set_parameters({"steps": 1_000_000, "output": str(output)})
+    config = widget.training_config(widget.parameters())
+    monkeypatch.setattr(_train, "TrainConfig", lambda **values: config.model_copy(
+        update={"checkpoint_every": 3}))  # a state every 3 steps
+    click(qtbot, widget.run_button)
+    qtbot.waitUntil(lambda: "step 5/" in widget.status.value or "step 6/" in widget.status.value
+                    or "step 7/" in widget.status.value, timeout=TIMEOUT_MS)
+    click(qtbot, widget.cancel_button)
+    qtbot.waitUntil(lambda: not widget.running, timeout=5_000)
+    state, _, log = training_state_files(output)
+    saved = wsprior.load_prior(state).metadata.steps
+    steps = [int(row.split(",")[0]) for row in log.read_text().splitlines()[1:]]
+    assert saved % 3 == 0 and steps == list(range(1, saved + 1))
+    assert "kept for resume" in widget.status.value
+
+
+def test_eta_is_smoothed_and_the_samples_take_the_training_layer_s_pixel(
+        qtbot, trainer, notes, tmp_path):
+    viewer, widget = trainer
+    viewer.add_image(np.random.default_rng(0).random((2, 40, 40), dtype=np.float32),
+                     name="cells", scale=(1, 0.065, 0.065), units=("pixel", "µm", "µm"))
+    widget.layer.value = viewer.layers["cells"]
+    widget.set_parameters({"steps": 6, "output": str(tmp_path / "p.safetensors")})
+    seen, report = [], widget._on_progress
+
+    def recorded(*args):
+        report(*args)
+        seen.append(widget.status.value)
+
+    widget._on_progress = recorded
+    run_to_end(qtbot, widget)
+    assert notes["error"] == []
+    etas = [text.split("ETA ")[1] for text in seen if "ETA " in text]
+    assert etas[:2] == ["…", "…"] and all(":" in eta for eta in etas[2:6]), etas
+    samples = viewer.layers["prior samples (ws)"]
+    np.testing.assert_allclose(samples.scale, [0.065, 0.065])
+    assert [str(u) for u in samples.units] == ["micrometer"] * 2
 
 
 def test_resume_continues_and_unticking_it_starts_over(qtbot, trainer, notes, tmp_path):

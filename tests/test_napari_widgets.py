@@ -48,7 +48,21 @@ def run_to_end(qtbot, viewer, widget, *, expect_eta=False):
     return list(viewer.layers)[before:]
 
 
-def test_samples_open_with_units_and_hidden_truth(make_napari_viewer):
+def units(layer) -> list[str]:
+    return [str(u) for u in layer.units]
+
+
+def unit_warnings(viewer, monkeypatch) -> list[str]:
+    """What napari's canvas warns about the layers' units when it next draws."""
+    from napari._vispy import canvas
+
+    warnings = []
+    monkeypatch.setattr(canvas, "show_warning", warnings.append)
+    viewer.window._qt_viewer.canvas._update_world_units()
+    return warnings
+
+
+def test_samples_open_with_units_and_hidden_truth(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
     for name in WIDGETS:
         viewer.open_sample(PLUGIN, name)
@@ -59,11 +73,36 @@ def test_samples_open_with_units_and_hidden_truth(make_napari_viewer):
     np.testing.assert_allclose(layer.translate, [-2.0, 0.0, 0.0])
     assert layer.visible and not truth_layer.visible
     np.testing.assert_array_equal(truth_layer.data, truth)
-    assert [str(u) for u in layer.units] == ["micrometer"] * 3
+    assert units(layer) == ["micrometer"] * 3
     np.testing.assert_allclose(viewer.layers["deblur_dehaze"].scale, [0.1, 0.1])
-    np.testing.assert_allclose(viewer.layers["idt"].scale[-2:], [0.25, 0.25])
-    assert viewer.layers["idt truth: Δn"].data.shape == (3, 256, 256)
     assert not viewer.layers["deblur_dehaze truth"].visible
+    for each in viewer.layers:  # every sample layer in µm, its axes named
+        assert units(each)[-2:] == ["micrometer"] * 2, each.name
+        assert tuple(each.axis_labels[-2:]) == ("y", "x"), each.name
+
+    # IDT: LED images taken in the focal plane, (LED, z = 0, Y, X): the LED axis has a slider
+    # of its own, the depth axis is shared with the TIE planes and the Δn slices
+    leds, dn_truth = viewer.layers["idt"], viewer.layers["idt truth: Δn"]
+    images, _, idt_truth = load_sample("idt")
+    np.testing.assert_array_equal(leds.data[:, 0], images)
+    assert tuple(leds.axis_labels) == ("LED", "z", "y", "x")
+    assert units(leds) == ["pixel"] + ["micrometer"] * 3
+    np.testing.assert_allclose(leds.scale[-2:], [0.25, 0.25])
+    assert dn_truth.data.shape == (3, 256, 256) and units(dn_truth) == ["micrometer"] * 3
+    np.testing.assert_allclose(dn_truth.translate[0], -2.0)
+    assert tuple(viewer.dims.axis_labels) == ("LED", "z", "y", "x")
+    assert viewer.layers.extent.units is not None
+    assert unit_warnings(viewer, monkeypatch) == []
+
+
+def test_sample_menu_names_physical_parameters():
+    from npe2 import PluginManager
+
+    manifest = PluginManager.instance().get_manifest(PLUGIN)
+    names = {sample.key: sample.display_name for sample in manifest.contributions.sample_data}
+    assert "NA 0.8" in names["deblur_dehaze"] and "λ 0.52 µm" in names["deblur_dehaze"]
+    assert "z −2, 0, 2 µm" in names["tie"] and "λ 0.53 µm" in names["tie"]
+    assert "16 LEDs" in names["idt"] and "λ 0.53 µm" in names["idt"]
 
 
 def test_deblur_widget_rl_improves_psnr_with_progress(qtbot, task, notes):
@@ -110,6 +149,7 @@ def test_tie_widget_phase_beats_zero_estimate(qtbot, task, notes):
     assert out.name == "phase [rad] (tikhonov)"
     assert out.data.shape == truth.shape
     np.testing.assert_allclose(out.scale, [0.2, 0.2])
+    assert units(out) == ["micrometer"] * 2 and tuple(out.axis_labels) == ("y", "x")
     error = metrics.zero_mean_rmse(truth, out.data)
     assert error < 0.5 * metrics.zero_mean_rmse(truth, np.zeros_like(truth)), error
 
@@ -129,6 +169,10 @@ def test_idt_widget_table_from_file_and_delta_n(qtbot, task, notes, tmp_path):
     np.testing.assert_allclose(out.translate, [-2.0, 0.0, 0.0])
     error = metrics.zero_mean_rmse(truth, out.data)
     assert error < 0.5 * metrics.zero_mean_rmse(truth, np.zeros_like(truth)), error
+    # its slices on the depth axis (µm), not on the LED images' slider; the truth's colours
+    assert tuple(out.axis_labels) == ("z", "y", "x") and units(out) == ["micrometer"] * 3
+    assert tuple(viewer.dims.axis_labels) == ("LED", "z", "y", "x")
+    assert out.colormap.name == viewer.layers["idt truth: Δn"].colormap.name
 
 
 def test_idt_table_with_wrong_shape_is_reported(task, notes, tmp_path):
@@ -170,8 +214,7 @@ def test_bad_wavelength_is_a_notification_not_a_layer(qtbot, task, notes):
     click(qtbot, widget.run_button)
     qtbot.wait(50)
     assert not widget.running and len(viewer.layers) == before
-    assert len(notes["error"]) == 1 and "wavelength_um" in notes["error"][0]
-    assert "520" in notes["error"][0]
+    assert notes["error"] == ["TIE phase: Wavelength (µm) must lie in [0.2, 2]; got 520"]
 
 
 def test_method_list_marks_diffusion_methods_and_toggles_their_fields(qtbot, task, notes):
@@ -238,3 +281,171 @@ def test_tie_yaml_runs_in_the_cli(task, notes, tmp_path):
     out = tmp_path / "phase.tif"
     assert cli.main(["tie", str(sample_dir() / "tie.tif"), "-o", str(out), "--config", str(path)]) == 0
     assert io.read_image(out).shape == (384, 384)
+
+
+# ------------------------------------------------------------------------ layout and screen
+DOCKED = [*WIDGETS.values(), "Train diffusion prior"]
+SMALL_SCREEN = (1366, 768)
+WINDOW_FRAME_PX = 60
+"""A desktop's title bar and task bar: what a 768-px screen leaves to the napari window."""
+
+
+def settle(qtbot, ms=200):
+    qtbot.wait(ms)
+
+
+def test_all_four_widgets_docked_fit_a_1366x768_screen(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(*SMALL_SCREEN)
+    for name in WIDGETS:
+        viewer.open_sample(PLUGIN, name)
+    docks = [viewer.window.add_plugin_dock_widget(PLUGIN, name) for name in DOCKED]
+    window.resize(*SMALL_SCREEN)
+    settle(qtbot)
+    height = SMALL_SCREEN[1]
+    assert window.minimumSizeHint().height() <= height - WINDOW_FRAME_PX
+    assert window.height() <= height and window.width() <= SMALL_SCREEN[0]
+    canvas = viewer.window._qt_viewer.canvas.native
+    assert canvas.width() >= 400, canvas.width()  # the image keeps most of the width
+    for dock, widget in docks:
+        assert dock.minimumSizeHint().height() <= 150, (dock.name, dock.minimumSizeHint())
+        assert dock.sizeHint().height() <= height, (dock.name, dock.sizeHint())
+        for button in (widget.run_button, widget.cancel_button, widget.progress):
+            # always in view below the scrolling form, inside the window
+            corner = button.native.mapTo(window, button.native.rect().bottomRight())
+            assert button.native.isVisible() and window.rect().contains(corner), dock.name
+        assert widget.form.native.verticalScrollBar().maximum() > 0  # the form scrolls
+
+
+def test_a_long_status_line_wraps_instead_of_widening_the_dock(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(*SMALL_SCREEN)
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGETS["idt"])
+    settle(qtbot)
+    width = dock.width()
+    widget.status.value = "failed — " + "a very long message about what went wrong " * 12
+    settle(qtbot)
+    assert dock.width() == width
+    assert widget.status.native.height() > 2 * widget.status.native.fontMetrics().height()
+
+
+# ----------------------------------------------------------------------------------- units
+def test_results_beside_every_sample_keep_consistent_units(qtbot, make_napari_viewer, notes,
+                                                           monkeypatch):
+    viewer = make_napari_viewer()
+    for name in WIDGETS:
+        viewer.open_sample(PLUGIN, name)
+    for name, method in (("deblur_dehaze", "wiener"), ("tie", "tikhonov"), ("idt", "tikhonov")):
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGETS[name])
+        widget.input.value = viewer.layers[name]
+        widget.fields["method"].set(method)
+        (out,) = run_to_end(qtbot, viewer, widget)
+        assert units(out)[-2:] == ["micrometer"] * 2, out.name
+        assert viewer.layers.extent.units is not None, out.name
+    assert notes["error"] == []
+    assert unit_warnings(viewer, monkeypatch) == []
+
+
+def test_idt_result_of_a_plain_led_stack_gets_its_own_depth_axis(qtbot, make_napari_viewer,
+                                                                 notes):
+    viewer = make_napari_viewer()
+    images, params, _ = load_sample("idt")
+    viewer.add_image(images, name="my leds", scale=(1.0, 0.25, 0.25))  # (L, Y, X), no units
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGETS["idt"])
+    widget.set_parameters({k: v for k, v in params.items() if k in widget.fields})
+    (out,) = run_to_end(qtbot, viewer, widget)
+    assert notes["error"] == []
+    assert out.data.shape == (3, 1, 256, 256)  # Δn slices × one plane spanning all 16 LEDs
+    assert tuple(out.axis_labels)[0] == "z" and tuple(out.axis_labels)[-2:] == ("y", "x")
+    np.testing.assert_allclose(out.scale[:2], [2.0, 16.0])
+    np.testing.assert_allclose(out.translate[:2], [-2.0, 7.5])
+    viewer.dims.set_point(1, 15)  # the last LED: the result is still shown
+    assert not out._slice.empty
+
+
+def test_idt_permittivity_with_uncertainty_gives_real_imag_and_std_layers(
+        qtbot, task, notes, tiny_prior_path):
+    viewer, widget = task("idt")
+    widget.set_parameters({"method": "ws", "prior": str(tiny_prior_path), "steps": 2,
+                           "n_samples": 2, "return_std": True, "components": "permittivity"})
+    layers = run_to_end(qtbot, viewer, widget)
+    assert notes["error"] == []
+    real, imag, std = layers
+    assert (real.name, imag.name, std.name) == ("Δε real (ws)", "Δε imag (ws)", "Δε (ws) std")
+    leds, params, _ = load_sample("idt")
+    mean, spread = api.idt(leds, **{**params, **widget.parameters()})
+    for layer, expected in ((real, mean.real), (imag, mean.imag), (std, spread)):
+        assert layer.data.shape == (3, 256, 256), layer.name  # not mean and std stacked
+        np.testing.assert_allclose(layer.data, expected, rtol=1e-4, atol=1e-7)
+    assert float(std.data.min()) >= 0 and float(std.data.max()) > 0
+    assert units(real) == ["micrometer"] * 3
+
+
+# -------------------------------------------------------------------------------- messages
+@pytest.mark.parametrize("name, change, expected", [
+    ("deblur_dehaze", {"na": 2.0}, "Deblur + dehaze: Numerical aperture (NA) must lie in "
+                                   "(0, 1.7]; got 2"),
+    ("idt", {"na": 1.5}, "IDT: Numerical aperture (NA) must lie between 0 and n medium "
+                         "(1.33); got 1.5"),
+    ("tie", {"z_um": [-2.0, 2.0]}, "TIE phase: The stack 'tie' has 3 planes but plane defocus "
+                                   "z (µm) lists 2 values: the stack needs one plane per "
+                                   "defocus value"),
+    ("tie", {"method": "ws", "prior": "/nowhere/mine.safetensors"},
+     "TIE phase: Prior file (.safetensors): /nowhere/mine.safetensors does not exist"),
+])
+def test_errors_use_the_widget_s_words_before_the_run(qtbot, task, notes, name, change,
+                                                      expected):
+    viewer, widget = task(name)
+    widget.set_parameters(change)
+    before = len(viewer.layers)
+    click(qtbot, widget.run_button)
+    qtbot.wait(50)
+    assert not widget.running and len(viewer.layers) == before
+    (message,) = notes["error"]
+    assert message.startswith(expected), message
+    for internal in ("axis -3", "parameters:", "na must", "_um", "n_medium"):
+        assert internal not in message, message
+
+
+def test_cuda_without_a_gpu_is_reported_before_the_run(qtbot, task, notes, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _, widget = task("tie")
+    widget.fields["device"].set("cuda")
+    click(qtbot, widget.run_button)
+    assert not widget.running
+    assert notes["error"][0].startswith("TIE phase: Device is 'cuda' but this computer has no "
+                                        "CUDA GPU"), notes["error"]
+
+
+def test_deblur_offers_one_of_wiener_and_tikhonov(task, tmp_path, notes):
+    _, widget = task("deblur_dehaze")
+    combo = widget.fields["method"].widget
+    assert "wiener" in combo.choices and "tikhonov" not in combo.choices
+    path = tmp_path / "old.yaml"
+    path.write_text("method: tikhonov\n")  # the same solver's other name loads as wiener
+    widget.load_parameters(path)
+    assert widget.parameters()["method"] == "wiener"
+
+
+def test_seed_and_idt_output_have_tooltips(task):
+    _, widget = task("idt")
+    assert "same seed" in widget.fields["seed"].widget.tooltip
+    assert "Δn" in widget.fields["components"].widget.tooltip
+
+
+def test_eta_waits_for_a_few_steps_and_ignores_a_slow_start():
+    from wsprior.napari._eta import EtaEstimate
+
+    eta = EtaEstimate()
+    # start-up (prior loading, warm start) took 30 s, then steps of 1 s each
+    estimates = [eta.update(done, 48, 30.0 + done) for done in range(1, 12)]
+    assert estimates[:2] == [None, None]
+    assert all(abs(e - (48 - done)) < 1e-9 for done, e in enumerate(estimates[2:], start=3))
+    slow = EtaEstimate()
+    slow.update(1, 100, 0.0)
+    slow.update(2, 100, 1.0)
+    slow.update(3, 100, 2.0)
+    assert slow.update(4, 100, 7.0) < 2 * 96  # one 5-s step (a checkpoint) does not double it
