@@ -1,6 +1,77 @@
+import contextlib
+import os
+
 import numpy as np
 import pytest
 import torch
+
+#: Environment switch equivalent to ``--zero-network`` (e.g. for IDE runs).
+ZERO_NETWORK_ENV = "WSPRIOR_ZERO_NETWORK"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--zero-network", action="store_true", default=False,
+        help="replace every learned prediction (DiffusionPrior.noise_prediction, and the "
+             "Gaussian toy prior's exact one) by zeros for the whole run: every test of a "
+             f"diffusion method must then fail. Same as {ZERO_NETWORK_ENV}=1.")
+
+
+def zero_network_requested(config) -> bool:
+    return bool(config.getoption("--zero-network")) or \
+        os.environ.get(ZERO_NETWORK_ENV, "") not in ("", "0")
+
+
+def zero_prediction(self, x, t):
+    """A network that predicts no noise at all: ``x̂₀ = x_t / α_t``, no prior knowledge."""
+    return torch.zeros_like(x)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _zero_network_switch(request):
+    """``--zero-network``: the learned components answer zeros for the whole session (set up
+    before every other fixture, so cached results and trained priors are affected too; training
+    calls the network directly and still trains)."""
+    if not zero_network_requested(request.config):
+        yield
+        return
+    from test_prior_sampling import GaussianToyPrior
+    from wsprior.prior.diffusion_prior import DiffusionPrior
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(DiffusionPrior, "noise_prediction", zero_prediction)
+    patch.setattr(GaussianToyPrior, "noise_prediction", zero_prediction)
+    yield
+    patch.undo()
+
+
+@contextlib.contextmanager
+def network_zeroed(*priors):
+    """The control of every test of a diffusion method: within the block every
+    ``DiffusionPrior`` (shipped, tiny or haze prior) and each of ``priors`` (stand-ins such as
+    the Gaussian toy prior) predicts zero noise."""
+    from wsprior.prior.diffusion_prior import DiffusionPrior
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(DiffusionPrior, "noise_prediction", zero_prediction)
+    own = [(prior, prior.__dict__.get("noise_prediction")) for prior in priors]
+    for prior in priors:
+        prior.noise_prediction = zero_prediction.__get__(prior)
+    try:
+        yield
+    finally:
+        patch.undo()
+        for prior, before in own:
+            if before is None:
+                del prior.noise_prediction
+            else:
+                prior.noise_prediction = before
+
+
+@pytest.fixture
+def zero_network():
+    """``with zero_network(*priors): ...`` runs its block with the network's prediction zeroed."""
+    return network_zeroed
 
 
 @pytest.fixture
