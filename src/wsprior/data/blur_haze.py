@@ -47,18 +47,32 @@ class WidefieldAcquisition:
 
 
 def simulate_widefield(obj: np.ndarray, acq: WidefieldAcquisition, rng: np.random.Generator,
-                       margin: int) -> tuple[np.ndarray, np.ndarray]:
+                       margin: int, periodic: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Blur + haze + noise of ``obj`` (Y+2m, X+2m); returns (measurement, clean object) cropped
-    to the central (Y, X), in relative intensity units (photon counts / ``photons``)."""
+    to the central (Y, X), in relative intensity units (photon counts / ``photons``).
+
+    ``periodic``: circular (FFT) convolution instead of the linear one, for an object that is
+    itself periodic on its field (use ``margin=0``); the haze field is periodic either way."""
     psf_size = 2 * int(np.ceil(5 * acq.wavelength_um / acq.na / acq.pixel_size_um)) + 1
     psf = analytic_airy_psf(acq.na, acq.wavelength_um, acq.pixel_size_um, psf_size)
-    blurred = signal.fftconvolve(obj, psf, mode="same")
+    blurred = (_circular_convolve(obj, psf) if periodic
+               else signal.fftconvolve(obj, psf, mode="same"))
     haze = acq.haze_mean + acq.haze_std * gaussian_haze(obj.shape, acq.haze_sigma_um,
                                                          acq.pixel_size_um, rng)
     expected = np.clip(blurred + haze, 0, None) * acq.photons
     counts = rng.poisson(expected) + rng.normal(0, acq.read_noise_photons, obj.shape)
     crop = (slice(margin, obj.shape[0] - margin), slice(margin, obj.shape[1] - margin))
     return (counts / acq.photons)[crop].astype(np.float32), obj[crop].astype(np.float32)
+
+
+def _circular_convolve(obj: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """``obj ⊛ psf`` on the periodic grid of ``obj`` (the PSF's centre pixel at the origin; a
+    PSF larger than the grid wraps around it)."""
+    kernel = np.zeros(obj.shape)
+    ys = (np.arange(psf.shape[0]) - psf.shape[0] // 2) % obj.shape[0]
+    xs = (np.arange(psf.shape[1]) - psf.shape[1] // 2) % obj.shape[1]
+    np.add.at(kernel, np.ix_(ys, xs), psf)
+    return np.fft.irfft2(np.fft.rfft2(obj) * np.fft.rfft2(kernel), s=obj.shape)
 
 
 def simulate_deblur_dehaze_pair(shape: tuple[int, int], acq: WidefieldAcquisition,

@@ -93,7 +93,7 @@ def simulate_defocus_stack(phase: np.ndarray, z_um: Sequence[float], *, waveleng
                            pixel_size_um: float, n_medium: float = 1.0,
                            amplitude: np.ndarray | None = None, noise_std: float = 0.0,
                            rng: np.random.Generator | None = None,
-                           pad: bool = True) -> np.ndarray:
+                           pad: bool = True, na: float | None = None) -> np.ndarray:
     """Intensity stack ``|U_z|²`` (..., Z, Y, X) float32 of ``U = a·e^{iφ}`` at depths ``z_um``.
 
     Exact angular spectrum ``Û_z(u) = Û(u) e^{i2π z η(u)}``, ``η = sqrt((n_m/λ)² − |u|²)``;
@@ -102,6 +102,8 @@ def simulate_defocus_stack(phase: np.ndarray, z_um: Sequence[float], *, waveleng
     image size on each side (``numpy.pad(mode="symmetric")``) so propagation does not wrap,
     and the result is cropped back. ``noise_std`` adds Gaussian noise of standard deviation
     ``noise_std × mean intensity`` of the (noise-free) stack, per image (relative: 0.01 = 1 %).
+    ``na``: imaging NA; the objective's coherent pupil ``|u| <= NA/λ`` then limits the recorded
+    field at every plane (``None``: no pupil, only the evanescent cut).
     """
     phase = np.asarray(phase, dtype=np.float64)
     amp = np.ones_like(phase) if amplitude is None else np.broadcast_to(
@@ -113,6 +115,8 @@ def simulate_defocus_stack(phase: np.ndarray, z_um: Sequence[float], *, waveleng
         1j * np.pad(phase, pad_spec, mode="symmetric"))
     spectrum = np.fft.fft2(field)
     eta, propagating = _eta(field.shape[-2:], pixel_size_um, n_medium / wavelength_um)
+    if na is not None:
+        propagating = propagating & _pupil(field.shape[-2:], pixel_size_um, na / wavelength_um)
     planes = []
     for z in z_um:
         kernel = np.where(propagating, np.exp(2j * np.pi * float(z) * eta), 0.0)
@@ -133,3 +137,10 @@ def _eta(shape: tuple[int, int], pixel_size_um: float, cutoff: float):
     radial_sq = uy ** 2 + ux ** 2
     propagating = radial_sq <= cutoff ** 2
     return np.sqrt(np.clip(cutoff ** 2 - radial_sq, 0.0, None)), propagating
+
+
+def _pupil(shape: tuple[int, int], pixel_size_um: float, cutoff: float) -> np.ndarray:
+    """Coherent pupil ``|u| <= cutoff`` (cycles/µm) on the FFT grid of ``shape``."""
+    uy = np.fft.fftfreq(shape[0], d=pixel_size_um)[:, None]
+    ux = np.fft.fftfreq(shape[1], d=pixel_size_um)[None, :]
+    return uy ** 2 + ux ** 2 <= cutoff ** 2

@@ -1,0 +1,223 @@
+"""Fast subset of the robustness benchmark (benchmarks/robustness.py, issue 19).
+
+A few validation cases per task: the automatic parameters must come within 2× of the best fixed
+parameter on a small grid (deblur: within 1 dB) and never be worse than the trivial estimate;
+linear solvers must be scale-equivariant to 1e-5; degenerate inputs must give a finite, bounded
+result or a ValueError naming the input. Plus the case design and the reserved-image guard.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wsprior.data import robustness as design
+from wsprior.data import specimens
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = [("deblur_dehaze-v03", "wiener"), ("deblur_dehaze-v03", "rl"),
+        ("deblur_dehaze-v04", "wiener"), ("tie-v03", "tikhonov"), ("tie-v09", "tikhonov"),
+        ("idt-v06", "tikhonov")]
+RATIO_LIMIT, DB_LIMIT, EQUIVARIANCE = 2.0, 1.0, 1e-5
+
+
+@lru_cache(maxsize=1)
+def benchmark():
+    spec = importlib.util.spec_from_file_location("robustness_benchmark",
+                                                  ROOT / "benchmarks" / "robustness.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@lru_cache(maxsize=None)
+def case(case_id: str) -> dict:
+    task = case_id.rsplit("-", 1)[0]
+    spec = next(s for s in design.case_specs(task, "validation") if s["id"] == case_id)
+    return design.make_case(spec, deblur_n_medium=benchmark().deblur_takes_n_medium())
+
+
+@lru_cache(maxsize=None)
+def evaluated(case_id: str, method: str) -> tuple[float, dict]:
+    bench = benchmark()
+    c = case(case_id)
+    trivial = bench.trivial_score(c["task"], c["measurement"], c["truth"])
+    return trivial, bench._method_result(c, method, quick=True, trivial=trivial, check=False)
+
+
+@lru_cache(maxsize=None)
+def cropped(case_id: str, size: int = 128) -> dict:
+    """The case's centre ``size²`` window as float32 (cheaper property checks)."""
+    c = case(case_id)
+    y0 = (c["measurement"].shape[-1] - size) // 2
+    window = (..., slice(y0, y0 + size), slice(y0, y0 + size))
+    return dict(c, measurement=np.ascontiguousarray(c["measurement"][window], dtype=np.float32),
+                truth=np.ascontiguousarray(c["truth"][window]))
+
+
+@lru_cache(maxsize=None)
+def reference(case_id: str, method: str) -> np.ndarray:
+    """The default call's result on the cropped case."""
+    c = cropped(case_id)
+    return benchmark().API[c["task"]](c["measurement"], method=method, **c["params"])
+
+
+# ----------------------------------------------------------------------------- automatic parameters
+@pytest.mark.parametrize("case_id, method", RUNS)
+def test_automatic_parameters_near_best_fixed(case_id, method):
+    task = case(case_id)["task"]
+    _, result = evaluated(case_id, method)
+    assert result["failure"] is None, result["failure"]
+    if task == "deblur_dehaze":
+        assert result["comparison"] >= -DB_LIMIT, (
+            f"{case_id} {method}: auto {result['auto']:.2f} dB is {-result['comparison']:.2f} dB "
+            f"below the best fixed parameters {result['best']['params']} "
+            f"({result['best']['score']:.2f} dB); {case(case_id)['description']}")
+    else:
+        assert result["comparison"] <= RATIO_LIMIT, (
+            f"{case_id} {method}: auto RMSE {result['auto']:.3g} is {result['comparison']:.2f}× "
+            f"the best fixed {result['best']['params']} ({result['best']['score']:.3g}); "
+            f"{case(case_id)['description']}")
+
+
+@pytest.mark.parametrize("case_id, method", RUNS)
+def test_automatic_parameters_beat_trivial_estimate(case_id, method):
+    trivial, result = evaluated(case_id, method)
+    assert not result["worse_than_trivial"], (
+        f"{case_id} {method}: auto {result['auto']:.4g} is worse than the trivial estimate "
+        f"{trivial:.4g} (zero phase / zero Δn / raw input, gain+offset fitted); "
+        f"{case(case_id)['description']}")
+
+
+# ----------------------------------------------------------------------------- scale equivariance
+EQUIVARIANCE_RUNS = [("deblur_dehaze-v03", "wiener"), ("tie-v03", "tikhonov"),
+                     ("idt-v06", "tikhonov")]
+
+
+@pytest.mark.parametrize("case_id, method", EQUIVARIANCE_RUNS)
+@pytest.mark.parametrize("factor", [1e-3, "60000/max"])
+def test_scale_equivariance(case_id, method, factor):
+    bench = benchmark()
+    c = cropped(case_id)
+    y = c["measurement"]
+    scale = 6e4 / float(y.max()) if factor == "60000/max" else factor
+    expected = reference(case_id, method) * scale ** bench.SCALE_EXPONENT[c["task"]]
+    scaled = bench.API[c["task"]]((y * scale).astype(np.float32), method=method, **c["params"])
+    error = float(np.abs(scaled - expected).max() / np.abs(expected).max())
+    assert error <= EQUIVARIANCE, f"{case_id} {method}: f(c·y) vs c^p f(y) off by {error:.2e} (c={scale:g})"
+
+
+# ----------------------------------------------------------------------------- degenerate inputs
+DEGENERATE_RUNS = [("deblur_dehaze-v03", "wiener"), ("tie-v03", "tikhonov"), ("idt-v06", "tikhonov")]
+VARIANTS = ("binary (0/1 at the mean)", "constant", "all-zero", "saturated uint16 (10 % clipped)")
+
+
+@pytest.mark.parametrize("case_id, method", DEGENERATE_RUNS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_degenerate_inputs_bounded_or_value_error(case_id, method, variant):
+    bench = benchmark()
+    c = cropped(case_id)
+    task, y = c["task"], c["measurement"]
+    data = bench._degenerate_variants(y)[variant]
+    run = bench.API[task]
+    if task == "deblur_dehaze":
+        bound = bench.DEGENERATE_BOUND * bench._contrast(task, data)
+    else:
+        ratio = bench._contrast(task, data) / bench._contrast(task, y)
+        bound = float(np.abs(reference(case_id, method)).max()) * max(
+            bench.DEGENERATE_BOUND * ratio, 1e-6)
+    outcome = bench._classify(lambda: run(data, method=method, **c["params"]), bound,
+                              bench.INPUT_NAME[task])
+    assert outcome["ok"], f"{case_id} {method} on {variant}: {outcome['outcome']} — {outcome['detail']}"
+
+
+# ----------------------------------------------------------------------------- design and guards
+def test_case_design_covers_the_sweep():
+    for task in design.TASKS:
+        specs = design.all_specs(task)
+        assert len(specs) >= 40
+        assert {s["part"] for s in specs} == set(design.PARTS)
+        assert len({s["id"] for s in specs}) == len({s["seed"] for s in specs}) == len(specs)
+        assert {s["n_medium"] for s in specs} == {1.0, 1.33, 1.515}
+        assert {s["dtype"] for s in specs} == set(design.DTYPES)
+        assert {s["border"] for s in specs} == {"cut", "periodic"}
+        assert {s["specimen_kind"] for s in specs} == {"phantom", "real", "texture"}
+        assert min(s["photons"] for s in specs) < 100 and max(s["photons"] for s in specs) > 5000
+        assert all(0.4 <= s["wavelength_um"] <= 0.7 for s in specs)
+        assert all(1.0 <= s["nyquist_factor"] <= 3.0 for s in specs)
+    tie = design.all_specs("tie")
+    assert {len(s["z_um"]) for s in tie} >= {2, 3, 7}
+    assert any(s["z_layout"].endswith("asymmetric") or "one-sided" in s["z_layout"] for s in tie)
+    idt = design.all_specs("idt")
+    assert min(s["n_leds"] for s in idt) == 8 and max(s["n_leds"] for s in idt) == 64
+    assert {s["n_slices"] for s in idt} == {1, 2, 3, 4, 5}
+
+
+def test_validation_and_test_parts_use_disjoint_images():
+    used = {part: {s["source"] for task in design.TASKS for s in design.case_specs(task, part)}
+            for part in design.PARTS}
+    assert used["validation"] & used["test"] <= {"phantom"}
+
+
+def test_case_records_its_source_and_crop():
+    c = case("tie-v03")
+    assert c["specimen"]["source"] == "coins" and len(c["specimen"]["crop_yxhw"]) == 4
+    assert c["measurement"].shape == (len(c["params"]["z_um"]), design.FIELD, design.FIELD)
+    assert c["truth"].shape == (design.FIELD, design.FIELD)
+
+
+def test_every_specimen_source_loads():
+    for name in specimens.SOURCES:
+        grey = specimens.load_source(name)
+        assert grey.ndim == 2 and grey.min() == 0 and grey.max() == 1
+
+
+@pytest.mark.parametrize("name", ["cell", "cell.png", "immunohistochemistry", "ihc.png",
+                                  "stardist_demo.tif", "/some/where/ihc.png"])
+def test_reserved_images_are_refused(name):
+    with pytest.raises(ValueError, match="reserved"):
+        specimens.load_source(name)
+
+
+def test_reserved_images_are_not_used_anywhere():
+    """No tracked file other than the guard itself names a reserved image."""
+    pattern = re.compile(r"cell\.png|ihc\.png|immunohistochemistry|stardist|data\.cell\(|"
+                         r"""["']cell["']""", re.IGNORECASE)
+    guard = {Path("src/wsprior/data/specimens.py"), Path("tests/test_robustness.py")}
+    listing = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if listing.returncode != 0:
+        pytest.skip("not a git checkout")
+    files = listing.stdout.split()
+    offenders = []
+    for name in files:
+        path = ROOT / name
+        if Path(name) in guard or not path.is_file() or path.stat().st_size > 2_000_000:
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        offenders += [f"{name}: {m.group(0)}" for m in pattern.finditer(text)]
+    assert not offenders, offenders
+
+
+def test_simulation_keywords_keep_their_old_defaults():
+    from wsprior.data.blur_haze import WidefieldAcquisition, simulate_widefield
+    from wsprior.data.tie import simulate_defocus_stack
+
+    rng = np.random.default_rng(0)
+    phase = rng.random((32, 32)).astype(np.float32)
+    optics = dict(wavelength_um=0.5, pixel_size_um=0.1)
+    plain = simulate_defocus_stack(phase, [-1, 0, 1], **optics)
+    assert np.array_equal(plain, simulate_defocus_stack(phase, [-1, 0, 1], na=None, **optics))
+    assert simulate_defocus_stack(phase, [-1, 0, 1], na=0.3, **optics).std() < plain.std()
+    obj = np.zeros((128, 128))
+    obj[0, 0] = 1.0
+    acq = WidefieldAcquisition(haze_mean=0.0, haze_std=0.0, photons=1e12, read_noise_photons=0.0)
+    wrapped, _ = simulate_widefield(obj, acq, np.random.default_rng(1), 0, periodic=True)
+    assert wrapped[-1, -1] > 0.01 * wrapped[0, 0]   # light wraps around a periodic field
