@@ -41,12 +41,89 @@ def test_dask_input_is_not_computed_until_asked():
 
 
 def test_leading_axes_are_batched_and_progress_reaches_total(images):
-    stack = np.stack([images, images])  # (2, 2, Y, X): time × position
+    stack = np.stack([images, images[:, ::-1] * 2.0])  # (2, 2, Y, X): time × position
     calls = []
     out = wsprior.deblur_dehaze(stack, method="rl", iterations=3, progress=lambda d, t: calls.append((d, t)),
                                 **OPTICS)
     assert out.shape == stack.shape
     assert calls[-1][0] == calls[-1][1] and calls[-1][1] >= 4
+    for index in np.ndindex(*stack.shape[:2]):   # each element is solved on its own
+        single = wsprior.deblur_dehaze(stack[index], method="rl", iterations=3, **OPTICS)
+        np.testing.assert_allclose(out[index], single, rtol=1e-5, atol=1e-6)
+    planes = [np.stack([images[0], images[1], images[0]]), np.stack([images[1]] * 2 + [images[0]])]
+    phase = wsprior.tie_phase(np.stack(planes), method="tikhonov", **TIE)
+    for index, single in enumerate(planes):
+        np.testing.assert_allclose(phase[index], wsprior.tie_phase(single, method="tikhonov", **TIE),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_flipped_and_big_endian_arrays_are_accepted(images):
+    """A flipped view (negative strides, e.g. ``image[::-1]``) and big-endian data (as some TIFF
+    readers return) give the result of their contiguous, native copies."""
+    flipped = images[:, ::-1]
+    expected = wsprior.deblur_dehaze(np.ascontiguousarray(flipped), method="wiener", **OPTICS)
+    np.testing.assert_array_equal(wsprior.deblur_dehaze(flipped, method="wiener", **OPTICS),
+                                  expected)
+    np.testing.assert_array_equal(
+        wsprior.deblur_dehaze(flipped.astype(">f4"), method="wiener", **OPTICS), expected)
+
+
+def test_measured_psf_array_is_used_as_given():
+    """``psf=`` an array: the Airy PSF passed as an array gives the NA/λ result, also scaled
+    (it is normalised); off-centre in a larger zero frame it is centred and gives nearly the
+    same result (measured 1 % apart: the frame sets the padding); an independently computed,
+    pixel-integrated Airy PSF (``wsprior.data``) too; a narrower PSF (NA 1.2 instead of 0.8)
+    gives another result that deblurs less."""
+    from wsprior.data.blur_haze import (WidefieldAcquisition, analytic_airy_psf,
+                                        simulate_deblur_dehaze_pair)
+    from wsprior.physics.blur_haze import make_psf
+
+    acq = WidefieldAcquisition()
+    image, truth = simulate_deblur_dehaze_pair((128, 128), acq, seed=4)
+    optics = dict(wavelength_um=acq.wavelength_um, pixel_size_um=acq.pixel_size_um)
+    by_na = wsprior.deblur_dehaze(image, method="wiener", na=acq.na, **optics)
+    airy = make_psf(na=acq.na, **optics).numpy()
+    as_array = wsprior.deblur_dehaze(image, method="wiener", psf=airy,
+                                     pixel_size_um=acq.pixel_size_um)
+    np.testing.assert_allclose(as_array, by_na, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(wsprior.deblur_dehaze(image, method="wiener", psf=50.0 * airy,
+                                                     pixel_size_um=acq.pixel_size_um),
+                               by_na, rtol=1e-4, atol=1e-5)
+    framed = np.pad(airy, ((2, 4), (7, 3)))
+    off_centre = wsprior.deblur_dehaze(image, method="wiener", psf=framed,
+                                       pixel_size_um=acq.pixel_size_um)
+    assert np.linalg.norm(off_centre - by_na) < 0.03 * np.linalg.norm(by_na)
+    independent = analytic_airy_psf(acq.na, acq.wavelength_um, acq.pixel_size_um, airy.shape[0])
+    measured = wsprior.deblur_dehaze(image, method="wiener", psf=independent,
+                                     pixel_size_um=acq.pixel_size_um)
+    assert np.linalg.norm(measured - by_na) < 0.05 * np.linalg.norm(by_na)
+    narrow = make_psf(na=1.2, **optics).numpy()
+    wrong = wsprior.deblur_dehaze(image, method="wiener", psf=narrow,
+                                  pixel_size_um=acq.pixel_size_um)
+    assert np.linalg.norm(wrong - by_na) > 0.05 * np.linalg.norm(by_na)
+    from test_deconvolution import band_error
+    band = dict(na=acq.na, **optics)
+    assert band_error(truth, measured, **band) < 0.95 * band_error(truth, wrong, **band)
+
+
+@pytest.mark.parametrize("tile_size", [None, 64])
+def test_nan_inside_a_lazy_chunk_is_a_clear_error_when_computed(tile_size):
+    """dask input is checked chunk by chunk when computed (not before: it stays lazy): a NaN in
+    the third plane stops the job with a ValueError naming the input. (With tiling the message
+    says 'input' rather than the parameter's name, 'image'.)"""
+    data = (0.2 + np.random.default_rng(0).random((4, 128, 128))).astype(np.float32)
+    data[2, 70, 70] = np.nan
+    lazy = wsprior.deblur_dehaze(da.from_array(data, chunks=(1, 128, 128)), method="wiener",
+                                 tile_size=tile_size, **OPTICS)
+    assert isinstance(lazy, da.Array)
+    with pytest.raises(ValueError, match="(image|input) contains NaN or Inf"):
+        lazy.compute()
+    stack = np.ones((2, 3, 64, 64), np.float32)
+    stack[1, 1, 3, 3] = np.inf
+    phase = wsprior.tie_phase(da.from_array(stack, chunks=(1, 3, 64, 64)), method="tikhonov",
+                              tile_size=tile_size and 32, **TIE)
+    with pytest.raises(ValueError, match="(stack|input) contains NaN or Inf"):
+        phase.compute()
 
 
 def test_progress_callback_can_cancel(images):

@@ -31,22 +31,46 @@ SAMPLERS = {"ws": ws_sample, "dps": dps_sample, "score_ald": score_ald_sample,
 def toy():
     """A strongly blurred Gaussian toy: the measurement is far from the truth."""
     torch.set_grad_enabled(False)
-    yield gaussian_toy(blur=30)[:7]
+    yield gaussian_toy(blur=30)
     torch.set_grad_enabled(True)
 
 
 def _problem(toy):
-    prior, transfer, noise, data, _, classical, _ = toy
+    prior, transfer, noise, data, _, classical, *_ = toy
     return FourierProblem(transfer, noise, data, CROP, classical, 0.0, 1.0)
 
 
+#: Bars on the distance to the exact posterior mean, as a fraction of the posterior's own spread
+#: ‖truth − exact mean‖ (0.38 RMS), with 16 samples of 30 steps. Measured: ws 0.28,
+#: dps 0.28, score_ald 0.64, ddnm 0.71 (its flat, white data step is less exact by design); with
+#: the score zeroed 1.09, 0.88, 2.3, 1.58.
+NEAR_POSTERIOR_MEAN = {"ws": 0.5, "dps": 0.5, "score_ald": 0.8, "ddnm": 0.85}
+
+
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_each_sampler_fits_the_data_and_improves_on_its_input(toy, name):
-    prior, *_, y, _, truth = toy
+def test_each_sampler_beats_its_warm_start_and_nears_the_exact_posterior_mean(toy, name,
+                                                                             zero_network):
+    """Bars against the toy's exact posterior mean and the classical (Tikhonov) warm start:
+    nearer the truth than the warm start (measured 0.37-0.38 vs 0.47 RMS), near the exact
+    posterior mean (``NEAR_POSTERIOR_MEAN``) and fitting the data about as well as it does
+    (residual ≤ 1.5× the exact mean's; measured 0.92-1.2×). The control, the same sampler with
+    the score zeroed, misses the first two (0.51-0.90 RMS from the truth)."""
+    prior, *_, truth, posterior_mean = toy
     problem = _problem(toy)
-    mean, _ = SAMPLERS[name](problem, prior, steps=30, n_samples=4)
-    assert _rms(mean, truth) < 0.9 * _rms(y, truth)            # beats the blurred measurement
-    assert problem.residual_norm(mean) < 0.5 * problem.residual_norm(prior.mean)  # fits the data
+    classical = problem.classical
+    spread = _rms(truth, posterior_mean)
+
+    def bars(mean) -> dict[str, bool]:
+        return {"beats the warm start": _rms(mean, truth) < _rms(classical, truth),
+                "near the posterior mean":
+                    _rms(mean, posterior_mean) < NEAR_POSTERIOR_MEAN[name] * spread}
+
+    mean, _ = SAMPLERS[name](problem, prior, steps=30, n_samples=16)
+    assert all(bars(mean).values()), (bars(mean), _rms(mean, truth), _rms(mean, posterior_mean))
+    assert problem.residual_norm(mean) < 1.5 * problem.residual_norm(posterior_mean)
+    with zero_network(prior):
+        control, _ = SAMPLERS[name](problem, prior, steps=30, n_samples=16)
+    assert not any(bars(control).values()), bars(control)
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -67,10 +91,11 @@ def test_a_broken_network_raises_a_clear_error(toy, name):
         SAMPLERS[name](_problem(toy), prior, steps=5)
 
 
-def test_joint_sampler_separates_signal_and_haze():
+def test_joint_sampler_separates_signal_and_haze(zero_network):
     """y = A x + h + e with a Gaussian signal prior and a smooth Gaussian haze prior: the joint
     sampler's signal estimate beats the measurement and ignoring the haze (measured 0.42 vs
-    0.66 and 0.61 RMSE: it removes the haze's offset and slow variations)."""
+    0.66 and 0.61 RMSE: it removes the haze's offset and slow variations). With both priors'
+    scores zeroed it does neither (measured 2.3 RMSE)."""
     torch.set_grad_enabled(False)
     try:
         signal_prior, haze_prior = GaussianToyPrior(), GaussianToyPrior()
@@ -98,6 +123,10 @@ def test_joint_sampler_separates_signal_and_haze():
         ignoring_haze, _ = ws_sample(problem, signal_prior, steps=30, n_samples=4)
         assert _rms(mean, truth) < 0.7 * _rms(y, truth)
         assert _rms(mean, truth) < 0.8 * _rms(ignoring_haze, truth)
+        with zero_network(signal_prior, haze_prior):
+            control, _ = joint_sample(problem, signal_prior, haze_prior, haze_std=HAZE_UNIT_STD,
+                                      steps=30, n_samples=4)
+        assert not _rms(control, truth) < 0.7 * _rms(y, truth)
     finally:
         torch.set_grad_enabled(True)
 
@@ -114,18 +143,18 @@ def widefield():
     return simulate_deblur_dehaze_pair((128, 128), replace(ACQ, photons=500), seed=5)
 
 
-@pytest.mark.parametrize("method", ["ws", "dps", "score_ald", "ddnm", "joint"])
-def test_api_samplers_improve_on_the_input(tiny_prior, widefield, method):
-    image, truth = widefield
-    out = wsprior.deblur_dehaze(image, method=method, prior=tiny_prior, steps=20, **OPTICS)
-    assert out.shape == image.shape and out.dtype == np.float32
-    assert metrics.psnr(truth, out) > metrics.psnr(truth, image) + 2.0  # weak prior: small margin
+# The quality of every sampler through the API, with the shipped priors and against the
+# classical solution: tests/test_shipped_priors.py (the tiny prior's dps, score_ald and joint
+# runs are worse than their Wiener warm start, so it cannot carry those bars).
 
 
-def test_api_stochasticity_and_start_from_noise(tiny_prior, widefield, monkeypatch):
+def test_api_stochasticity_and_start_from_noise(tiny_prior, widefield, monkeypatch,
+                                               zero_network):
     """``stochasticity=0`` is the deterministic (probability-flow) variant: a sample's only
     random draw is its initial noise; the default draws fresh noise at every step.
-    ``start_from_noise`` starts from structured noise at t = 1 instead of the warm start."""
+    ``start_from_noise`` starts from structured noise at t = 1 instead of the warm start; with
+    the shipped prior (20 steps, one sample) it reaches Wiener's PSNR within 0.5 dB without ever
+    seeing the classical solution (measured +1.2 dB; zeroed network −6.2 dB)."""
     from wsprior.solvers import posterior
 
     image, truth = widefield
@@ -145,14 +174,33 @@ def test_api_stochasticity_and_start_from_noise(tiny_prior, widefield, monkeypat
     stochastic = wsprior.deblur_dehaze(image, **common)
     assert len(draws) == 1 + 6 and not np.allclose(deterministic, stochastic)
     starts.clear()
-    from_noise = wsprior.deblur_dehaze(image, start_from_noise=True, stochasticity=0,
-                                       **dict(common, steps=20))
+    from_noise = dict(common, prior="default", steps=20, start_from_noise=True, stochasticity=0)
+    out = wsprior.deblur_dehaze(image, **from_noise)
     assert starts == [(1.0, False)]
-    assert metrics.psnr(truth, from_noise) > metrics.psnr(truth, image) + 2.0
+    bar = metrics.psnr(truth, wsprior.deblur_dehaze(image, method="wiener", **OPTICS)) - 0.5
+    assert metrics.psnr(truth, out) > bar
+    with zero_network():
+        assert metrics.psnr(truth, wsprior.deblur_dehaze(image, **from_noise)) < bar
     with pytest.raises(ValueError, match="stochasticity"):
         wsprior.deblur_dehaze(image, method="dps", stochasticity=0.5, prior=tiny_prior, **OPTICS)
     with pytest.raises(ValueError, match="stochasticity"):
         wsprior.deblur_dehaze(image, stochasticity=1.5, **common)
+
+
+def test_api_seed_reproduces_and_samples_are_seeds_in_a_row(tiny_prior, widefield):
+    """Through the API: the same seed gives the same result, another seed another one, and
+    ``n_samples=3, seed=s`` with ``return_std`` is the mean and (unbiased) std of the
+    one-sample runs with seeds s, s+1, s+2."""
+    image, _ = widefield
+    common = dict(method="ws", prior=tiny_prior, steps=5, **OPTICS)
+    singles = np.stack([wsprior.deblur_dehaze(image, n_samples=1, seed=seed, **common)
+                        for seed in (7, 8, 9)])
+    np.testing.assert_array_equal(wsprior.deblur_dehaze(image, n_samples=1, seed=7, **common),
+                                  singles[0])
+    assert np.abs(singles[1] - singles[0]).max() > 1e-3
+    mean, std = wsprior.deblur_dehaze(image, n_samples=3, seed=7, return_std=True, **common)
+    np.testing.assert_allclose(mean, singles.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, singles.std(0, ddof=1), rtol=1e-4, atol=1e-6)
 
 
 def test_api_uncertainty_and_dask(tiny_prior, widefield):
@@ -160,11 +208,56 @@ def test_api_uncertainty_and_dask(tiny_prior, widefield):
     mean, std = wsprior.deblur_dehaze(image, method="ws", prior=tiny_prior, steps=5, n_samples=3,
                                       return_std=True, **OPTICS)
     assert mean.shape == std.shape == image.shape and float(std.mean()) > 0
-    lazy = wsprior.deblur_dehaze(da.from_array(np.stack([image, image]), chunks=(1, 128, 128)),
+    lazy = wsprior.deblur_dehaze(da.from_array(np.stack([image, image[::-1]]), chunks=(1, 128, 128)),
                                  method="ws", prior=tiny_prior, steps=5, **OPTICS)
     assert isinstance(lazy, da.Array)
-    direct = wsprior.deblur_dehaze(image, method="ws", prior=tiny_prior, steps=5, **OPTICS)
+    direct = wsprior.deblur_dehaze(image[::-1], method="ws", prior=tiny_prior, steps=5, **OPTICS)
     np.testing.assert_allclose(lazy.compute()[1], direct, rtol=1e-5, atol=1e-6)
+
+
+def test_numeric_guidance_weighs_the_data(toy):
+    """``guidance`` is the data weight λ: a larger λ fits the data more closely (toy residuals
+    measured 1.11 / 0.74 / 0.62 for λ 0.1 / 1 / 10), and ``"auto"`` is λ = 1 for ws, ddnm and
+    score_ald (DPS's auto caps its step, a number does not)."""
+    prior = toy[0]
+    problem = _problem(toy)
+    residuals = [problem.residual_norm(ws_sample(problem, prior, steps=10, n_samples=2,
+                                                 guidance=g)[0]) for g in (0.1, 1.0, 10.0)]
+    assert residuals[0] > 1.2 * residuals[1] > 1.2 * 1.1 * residuals[2], residuals
+    for name in ("ws", "ddnm", "score_ald"):
+        auto, _ = SAMPLERS[name](problem, prior, steps=5, guidance="auto")
+        one, _ = SAMPLERS[name](problem, prior, steps=5, guidance=1.0)
+        assert torch.equal(auto, one), name
+    auto, _ = dps_sample(problem, prior, steps=5, guidance="auto")
+    assert not torch.equal(auto, dps_sample(problem, prior, steps=5, guidance=1.0)[0])
+
+
+def test_api_numeric_guidance_reaches_the_sampler(tiny_prior, widefield):
+    image, _ = widefield
+    common = dict(method="ws", prior=tiny_prior, steps=4, n_samples=1, **OPTICS)
+    auto = wsprior.deblur_dehaze(image, **common)
+    np.testing.assert_array_equal(wsprior.deblur_dehaze(image, guidance=1.0, **common), auto)
+    weak = wsprior.deblur_dehaze(image, guidance=0.05, **common)
+    assert np.abs(weak - auto).max() > 0.05 * np.ptp(auto)
+    with pytest.raises(ValueError, match="guidance"):
+        wsprior.deblur_dehaze(image, guidance=-1.0, **common)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_divergence_is_detected_by_residual_growth(toy, name):
+    """A network that drifts, finite but far off from its third call on, in a prior whose range
+    does not clip it: the data residual grows past 10⁴× its reference and the run stops with a
+    message naming the residual (not NaN/Inf)."""
+    prior = toy[0]
+    prior.data_range = (-1e6, 1e6)
+    exact, calls = prior.noise_prediction, []
+
+    def drifting(x, t):
+        calls.append(1)
+        return exact(x, t) if len(calls) < 3 else torch.full_like(x, -1e4)
+    prior.noise_prediction = drifting
+    with pytest.raises(DivergenceError, match=r"diverged at step \d+: data residual"):
+        SAMPLERS[name](_problem(toy), prior, steps=8)
 
 
 TIE_OPTICS = dict(wavelength_um=0.53, pixel_size_um=0.2, n_medium=1.33, z_um=[-2.0, 0.0, 2.0])
@@ -177,13 +270,6 @@ def _tie_case(seed: int):
                                    **{k: TIE_OPTICS[k] for k in ("wavelength_um", "pixel_size_um",
                                                                  "n_medium")})
     return phase, stack
-
-
-def test_api_tie_sampler_beats_the_zero_estimate(tiny_prior):
-    phase, stack = _tie_case(7)
-    out = wsprior.tie_phase(stack, method="ws", prior=tiny_prior, steps=10, **TIE_OPTICS)
-    assert out.shape == phase.shape and abs(float(out.mean())) < 1e-5
-    assert metrics.zero_mean_rmse(phase, out) < 0.9 * metrics.zero_mean_rmse(phase, 0 * phase)
 
 
 def test_ws_takes_coarse_tie_structure_from_the_classical_estimate(tiny_prior):
@@ -211,7 +297,9 @@ def test_ws_takes_coarse_tie_structure_from_the_classical_estimate(tiny_prior):
     # measured: 0.001 vs 0.067 without keeping, against 0.33 for the structure itself
     assert coarse_rms(kept - clipped) < 0.05 * coarse_rms(free - clipped)
     assert coarse_rms(kept - clipped) < 0.01 * coarse_rms(clipped)
-    assert float((kept - clipped).abs().max()) > 1e-3  # finer detail is the prior's
+    # finer detail is not the classical estimate's (it is the data's: with the network zeroed
+    # the result is the same, tests/test_shipped_priors.py)
+    assert float((kept - clipped).abs().max()) > 1e-3
 
 
 def test_score_ald_is_judged_from_its_own_start_not_the_classical_residual(tiny_prior):
@@ -237,14 +325,29 @@ def _idt_case(slices: int, leds: int, z_um):
     return delta_n, images, optics
 
 
-def test_api_idt_sampler_beats_the_zero_estimate(tiny_prior):
+@pytest.mark.parametrize("method", ["tikhonov", "ws"])
+def test_idt_permittivity_is_the_same_solve_as_the_refractive_index(tiny_prior, method):
+    """``components="permittivity"`` returns complex Δε = n² − n_m²; converted to Δn it equals
+    the ``"ri"`` result of the same solve (same seed, one sample: the posterior mean of Δn over
+    several samples is not the conversion of the mean Δε). Its std is real."""
+    from wsprior.physics.idt import permittivity_to_ri
+
     delta_n, images, optics = _idt_case(1, 8, [0.0])
-    out = wsprior.idt(images, method="ws", prior=tiny_prior, steps=10, **optics)
-    assert out.shape == delta_n.shape and out.dtype == np.float32
-    assert metrics.zero_mean_rmse(delta_n, out) < 0.85 * metrics.zero_mean_rmse(delta_n, 0 * delta_n)
-    eps_mean, eps_std = wsprior.idt(images, method="ws", prior=tiny_prior, steps=5, n_samples=2,
-                                    return_std=True, components="permittivity", **optics)
-    assert np.iscomplexobj(eps_mean) and not np.iscomplexobj(eps_std)
+    common = dict(method=method, **optics)
+    if method != "tikhonov":
+        common.update(prior=tiny_prior, steps=4, n_samples=1)
+    eps = wsprior.idt(images, components="permittivity", **common)
+    ri = wsprior.idt(images, components="ri", **common)
+    assert np.iscomplexobj(eps) and eps.dtype == np.complex64 and ri.dtype == np.float32
+    assert eps.shape == ri.shape == delta_n.shape
+    converted = permittivity_to_ri(torch.from_numpy(eps), optics["n_medium"]).numpy()
+    np.testing.assert_allclose(converted, ri, rtol=0, atol=1e-4 * np.abs(ri).max())
+    assert np.abs(eps.imag).max() > 0       # the absorption part is returned, not dropped
+    if method != "tikhonov":
+        eps_mean, eps_std = wsprior.idt(images, components="permittivity", return_std=True,
+                                        **dict(common, n_samples=2))
+        assert np.iscomplexobj(eps_mean) and not np.iscomplexobj(eps_std)
+        assert float(eps_std.mean()) > 0
 
 
 def test_score_ald_on_many_led_images_does_not_diverge(tiny_prior):
