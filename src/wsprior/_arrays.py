@@ -21,7 +21,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def to_tensor(array, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     if isinstance(array, torch.Tensor):
         return array.to(device=device, dtype=dtype)
-    return torch.as_tensor(np.asarray(array), dtype=dtype, device=device)
+    data = np.asarray(array)
+    if any(stride < 0 for stride in data.strides) or not data.dtype.isnative:
+        # torch takes neither flipped views (negative strides) nor non-native byte order
+        data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("="))
+    return torch.as_tensor(data, dtype=dtype, device=device)
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
