@@ -13,7 +13,7 @@ import torch
 import zarr
 
 import wsprior
-from wsprior import batching, cli, halo, metrics, storage, tiling
+from wsprior import batching, cli, halo, memory, metrics, storage, tiling
 from wsprior.data.blur_haze import WidefieldAcquisition, simulate_deblur_dehaze_pair
 from wsprior.data.idt import (led_ring, permittivity_from_ri, simulate_idt_images,
                               snap_illumination_na, volume_phantom)
@@ -281,6 +281,43 @@ def test_planes_beyond_the_estimate_edge_are_estimated_on_their_centre(monkeypat
     assert relative_error(tiled, untiled.numpy()) < 1e-4
     whole = wsprior.deblur_dehaze(image, method="wiener", **params)
     assert relative_error(tiled, whole) > 1e-3  # the crop's numbers are not the plane's
+
+
+def test_a_plane_over_the_memory_budget_is_tiled_automatically_and_exactly(monkeypatch,
+                                                                          window_sizes):
+    """No ``tile_size``: with 16 MB of free memory (a budget of 8 MB against the 33 MB the
+    whole 512² plane needs) the plane is solved in windows, silently, and equals the untiled
+    solve (its parameters are still estimated on the whole plane, which is one block)."""
+    image, params = widefield(0.5)
+    untiled = wsprior.deblur_dehaze(image, method="wiener", **params)
+    assert window_sizes == []
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": 16 * 10 ** 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        tiled = wsprior.deblur_dehaze(image, method="wiener", **params)
+    assert window_sizes and max(window_sizes) < (SIZE, SIZE)
+    assert relative_error(tiled, untiled) < 1e-4
+
+
+@pytest.mark.parametrize("available_mb, crop", [
+    (60, 256),
+    pytest.param(16, 64, marks=pytest.mark.xfail(strict=True, reason=(
+        "a 64² estimate crop (smaller than the 65-px PSF) gives Wiener parameters that blow the "
+        "result up ~10⁶× (relative error 2.6e6); the same happens to any image ≤ 64² "
+        "(solvers/classical/deconvolution.py; tiling's estimate floor is 64 px). Issue 23.")))])
+def test_an_estimate_crop_forced_by_the_memory_budget_is_warned_about_and_stays_close(
+        monkeypatch, available_mb, crop):
+    """Blocks smaller than the plane (``BLOCK_EDGE`` 256) and little memory: each plane's
+    parameters come from a centre crop that fits the budget, with a RuntimeWarning naming the
+    crop and the budget; the result is approximate, within 10 % of the untiled one (measured
+    4 % with a 256² crop)."""
+    image, params = widefield(0.5)
+    untiled = wsprior.deblur_dehaze(image, method="wiener", **params)
+    monkeypatch.setattr(tiling, "BLOCK_EDGE", 256)
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": available_mb * 10 ** 6)
+    with pytest.warns(RuntimeWarning, match=rf"centre {crop}x{crop} crop.*memory budget"):
+        tiled = wsprior.deblur_dehaze(image, method="wiener", **params)
+    assert relative_error(tiled, untiled) < 0.1
 
 
 def test_lazy_inputs_from_tiff_and_zarr(tmp_path):
