@@ -148,8 +148,8 @@ def widefield():
 # runs are worse than their Wiener warm start, so it cannot carry those bars).
 
 
-def test_api_stochasticity_and_start_from_noise(tiny_prior, widefield, monkeypatch,
-                                               zero_network):
+def test_stochasticity_draws_and_start_from_noise_reaching_wiener_unlike_its_control(
+        tiny_prior, widefield, monkeypatch, zero_network):
     """``stochasticity=0`` is the deterministic (probability-flow) variant: a sample's only
     random draw is its initial noise; the default draws fresh noise at every step.
     ``start_from_noise`` starts from structured noise at t = 1 instead of the warm start; with
@@ -203,7 +203,7 @@ def test_api_seed_reproduces_and_samples_are_seeds_in_a_row(tiny_prior, widefiel
     np.testing.assert_allclose(std, singles.std(0, ddof=1), rtol=1e-4, atol=1e-6)
 
 
-def test_api_uncertainty_and_dask(tiny_prior, widefield):
+def test_api_std_and_dask_stacks_match_single_image_calls(tiny_prior, widefield):
     image, _ = widefield
     mean, std = wsprior.deblur_dehaze(image, method="ws", prior=tiny_prior, steps=5, n_samples=3,
                                       return_std=True, **OPTICS)
