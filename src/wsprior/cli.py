@@ -155,19 +155,26 @@ class _ExamplesHelpFormatter(_HelpFormatter, argparse.RawDescriptionHelpFormatte
 
 
 class _Progress:
-    """A progress bar drawn from the first report on (nothing is drawn while parameters are
-    checked and data read), and left on a line of its own when the run fails, so that the
-    error message starts on a fresh line."""
+    """A progress bar drawn from the first completed step on: nothing is drawn while the
+    parameters are checked and the data read, and its rate and ETA count the steps after the
+    first (which carries start-up work: loading a prior, a classical warm start). Left on a
+    line of its own when the run fails, so that the error message starts on a fresh line."""
 
-    def __init__(self, description: str):
+    def __init__(self, description: str, *, keep: bool = False):
         self.description = description
+        self.keep = keep
         self.bar = None
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, note: str = "") -> None:
         if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.description, unit="step", leave=False)
+            if done <= 0:
+                return
+            self.bar = tqdm(total=total, initial=done, desc=self.description, unit="step",
+                            leave=self.keep)
         self.bar.total = total
         self.bar.n = done
+        if note:
+            self.bar.set_postfix_str(note, refresh=False)
         self.bar.refresh()
 
     def __enter__(self) -> _Progress:
@@ -175,7 +182,7 @@ class _Progress:
 
     def __exit__(self, kind, error, traceback) -> None:
         if self.bar is not None:
-            self.bar.leave = kind is not None
+            self.bar.leave = self.keep or kind is not None
             self.bar.close()
 
 
@@ -494,12 +501,9 @@ def _run_train(args: argparse.Namespace) -> int:
     config = validated(TrainConfig, **values)
     _check_output(Path(args.output))
     _check_compute(None, None, config.device)
-    with tqdm(total=config.steps, desc=f"train {config.kind}", unit="step") as bar:
-        def progress(step: int, total: int, loss: float) -> None:
-            bar.n = step
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            bar.refresh()
-        path = train(config, args.output, command="wsprior " + " ".join(sys.argv[1:]), progress=progress)
+    with _Progress(f"train {config.kind}", keep=True) as progress:
+        path = train(config, args.output, command="wsprior " + " ".join(sys.argv[1:]),
+                     progress=lambda step, total, loss: progress(step, total, f"loss {loss:.4f}"))
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0
 
