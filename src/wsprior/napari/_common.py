@@ -27,7 +27,7 @@ from ._fields import (Field, auto_field, bool_field, button_row, canonical_metho
                       choice_field, header, int_field, is_diffusion, method_choices,
                       prior_field, seed_field)
 from ._layers import image_layers, layer_data, layer_parameters, pixel_size_from_layer
-from ._layout import ScrollForm, status_line
+from ._layout import ScrollForm, StatusLine
 from ._messages import check_settings, sentence
 from ._preflight import check_compute
 
@@ -174,12 +174,11 @@ class RunnerWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         self.progress = ProgressBar(name="progress", value=0, min=0, max=_PROGRESS_STEPS,
                                     label="progress")
-        self.status = status_line()
+        self.status = StatusLine()
         row = button_row("run_row", "", self.run_button, self.cancel_button, self.progress)
         row.margins = (6, 0, 6, 0)
         self.append(row)
-        self.append(self.status)
-        self.status.native.setContentsMargins(6, 0, 6, 4)
+        self.native.layout().addWidget(self.status.native)
 
     @property
     def running(self) -> bool:

@@ -1,10 +1,12 @@
 """Dock layout that fits small screens: the parameter form scrolls (Qt's QScrollArea, through
 magicgui's ``scrollable`` container) while Run / Cancel, the progress bar and the status line stay
-in view below it; the status line wraps instead of widening the dock."""
+in view below it; the status line is one line, elided to the dock's width (superqt's
+QElidingLabel, as napari uses), instead of widening or heightening the dock."""
 from __future__ import annotations
 
 from magicgui.widgets import Container, Label
 from qtpy.QtWidgets import QComboBox, QFrame, QLabel, QSizePolicy
+from superqt import QElidingLabel
 
 FORM_MIN_HEIGHT = 56
 """Smallest height of the scrolling form (px): a few fields stay visible in a crowded dock."""
@@ -65,16 +67,27 @@ class ScrollForm(Container):
                 row.label_width = widest
 
 
-def status_line(name: str = "status", value: str = "ready") -> Label:
-    """A label that wraps long text and never asks for more width than the dock has."""
-    label = Label(name=name, value=value)
-    label.label = ""
-    wrap(label.native)
-    return label
+class StatusLine:
+    """One line of status text under the form, ``value`` as on a magicgui Label: elided to the
+    dock's width, the whole text in its tooltip (a wrapping label would make the dock taller
+    for good: Qt sizes it for its narrowest width)."""
+
+    def __init__(self, value: str = "ready"):
+        self.native = QElidingLabel()
+        self.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.native.setContentsMargins(6, 0, 6, 4)
+        self.value = value
+
+    @property
+    def value(self) -> str:
+        return self.native.text()
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.native.setText(text)
+        self.native.setToolTip(text)
 
 
 def wrap(label: QLabel) -> None:
-    """Long text wraps within the width the layout gives, instead of asking for more."""
+    """Long text (a note in the form) wraps within the form's width instead of widening it."""
     label.setWordWrap(True)
-    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
-    label.setMinimumWidth(1)
