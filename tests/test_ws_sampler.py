@@ -94,8 +94,8 @@ def test_no_data_gives_prior_samples_and_exact_data_is_reproduced(toy, zero_netw
     blind = FourierProblem(transfer * 0, noise, data, CROP, classical, 0.0, 1.0)
     mean, _ = ws_sample(blind, prior, steps=60, warm_start=False, n_samples=48, **EXACT)
     assert _rms(mean, prior.mean) < 0.12
-    with zero_network(prior):
-        control, _ = ws_sample(blind, prior, steps=60, warm_start=False, n_samples=48, **EXACT)
+    with zero_network(prior):   # misses by far (1.8 RMS with 48 samples): 8 samples suffice
+        control, _ = ws_sample(blind, prior, steps=60, warm_start=False, n_samples=8, **EXACT)
     assert not _rms(control, prior.mean) < 0.12
     identity = FourierProblem(transfer * 0 + 1, noise * 1e-6, data, CROP, classical, 0.0, 1.0)
     mean, _ = ws_sample(identity, prior, steps=20, n_samples=2, **EXACT)
