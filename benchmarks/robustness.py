@@ -555,8 +555,8 @@ def _fmt_cmp(task: str, value: float) -> str:
 
 def markdown(report: dict) -> str:
     out = ["## Robustness (automatic parameters across microscopes)", "",
-           f"Command: `{report['command']}` — {report['machine']}, {report['wall_minutes']:.0f} min "
-           f"wall time. Cases: `wsprior.data.robustness` ({cases_module.CASES_PER_PART} validation "
+           f"Command: `{report['command']}` — revision {report.get('revision', 'not recorded')}; {report['machine']}, "
+           f"{report['wall_minutes']:.0f} min wall time. Cases: `wsprior.data.robustness` ({cases_module.CASES_PER_PART} validation "
            f"+ {cases_module.CASES_PER_PART} test cases per task, {cases_module.FIELD}² fields, "
            "fixed seeds): objectives 10×/0.25 air … 100×/1.45 oil, λ 0.40–0.70 µm, pixels 1–3× "
            "Nyquist (IDT 1–2×), 50–20000 photons/px + read noise, phantoms / real images / "
@@ -746,6 +746,15 @@ def _jsonable(value):
     return value
 
 
+def _restored(value):
+    """Inverse of ``_jsonable`` for the non-finite numbers it wrote as strings."""
+    if isinstance(value, dict):
+        return {k: _restored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restored(v) for v in value]
+    return float(value) if value in ("inf", "-inf", "nan") else value
+
+
 # ----------------------------------------------------------------------------- main
 def run(args) -> dict:
     started = time.perf_counter()
@@ -772,6 +781,7 @@ def run(args) -> dict:
             equivariance += scale_equivariance(task, inputs, methods, args.quick)
             degenerate += degenerate_inputs(task, inputs[0], methods)
     report = dict(command=invoked_command("robustness.py", args.argv), machine=_machine(),
+                  revision=_revision(),
                   deblur_n_medium_passed=n_medium, rows=rows, equivariance=equivariance,
                   degenerate=degenerate)
     report["pollen"] = pollen(args.quick) if "deblur_dehaze" in args.tasks and not args.skip_pollen else None
@@ -794,6 +804,19 @@ def _print_row(row: dict) -> None:
              f"({_fmt_cmp(row['task'], v['comparison'])}{', WORSE than trivial' if v['worse_than_trivial'] else ''})"
              for m, v in row["methods"].items()]
     print(f"{row['id']} trivial {row['trivial']:.4g} | " + " | ".join(cells), flush=True)
+
+
+def _revision() -> str:
+    """The checkout's commit and the source files changed in the working tree (they count)."""
+    import subprocess
+
+    def git(*args):
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = [f for f in git("diff", "--name-only", "HEAD", "--", "src").split() if f]
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
 def _machine() -> str:
@@ -825,8 +848,14 @@ def main(argv=None) -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the section; write the JSON but not the docs")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="re-render the docs section from a saved JSON (runs nothing)")
     args = parser.parse_args(argv)
     args.argv = argv
+    if args.from_json is not None:
+        report = _restored(json.loads(args.from_json.read_text()))
+        publish(markdown(report), args.output, "robustness", dry_run=args.dry_run)
+        return
     report = run(args)
     path = args.json or (None if args.quick else RESULTS)
     if path is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from . import specimens
 from .blur_haze import WidefieldAcquisition, simulate_widefield
@@ -153,7 +154,8 @@ def _idt_spec(spec: dict, rng) -> dict:
                 illumination_fraction=float(rng.choice([0.5, 0.7, 0.85, 1.0])),
                 slice_thickness_um=round(spacing, 3),
                 z_um=[round(spacing * (m - (n_slices - 1) / 2), 4) for m in range(n_slices)],
-                max_delta_n=round(max_dn, 5), background_percentile=20.0)
+                max_delta_n=round(max_dn, 5))
+    spec["background_percentile"] = float(rng.choice([20.0, 50.0]))
     return spec
 
 
@@ -190,9 +192,9 @@ def _simulation_shape(spec: dict) -> tuple[int, int]:
     return n, n
 
 
-def _content(spec: dict, shape, rng) -> tuple[np.ndarray, dict]:
+def _content(spec: dict, shape, rng, zoom=None) -> tuple[np.ndarray, dict]:
     """Grey content in [0, 1] of the case's source image (not for phantoms), with its record."""
-    return specimens.crop_source(spec["source"], shape, rng)
+    return specimens.crop_source(spec["source"], shape, rng, zoom=zoom)
 
 
 def _periodic(image: np.ndarray, spec: dict) -> np.ndarray:
@@ -264,16 +266,25 @@ def _simulate_idt(spec: dict, rng):
 
 
 def _idt_volume(spec: dict, shape, rng):
+    """Δn, κ ``(M, Y, X)``: the IDT phantom, or one crop of the source image made into an
+    axially continuous object — each slice the crop shifted by ``m × shift`` (a tilted object,
+    |shift| ≤ 3 px per slice) and weighted by an envelope falling to 0.7 at the outer slices;
+    κ = 0.1 Δn."""
     m = spec["n_slices"]
     if spec["specimen_kind"] == "phantom":
         delta_n, kappa = specimens.phantom_delta_n(m, shape, spec["pixel_size_um"], rng,
                                                    spec["max_delta_n"])
         return delta_n, kappa, dict(source="phantom", generator="volume_phantom", seed=spec["seed"])
-    crops = [_content(spec, shape, rng) for _ in range(m)]
-    delta_n = specimens.delta_n_slices([g for g, _ in crops], spec["max_delta_n"],
-                                       spec["background_percentile"])
-    record = dict(crops[0][1], crop_yxhw=[r["crop_yxhw"] for _, r in crops],
-                  zoom=[r["zoom"] for _, r in crops])
+    # Source pixels at most halved in size: keeps the fine detail IDT transfers (periods of a
+    # few µm and below) instead of magnifying the image into slowly varying Δn.
+    grey, record = _content(spec, shape, rng, zoom=(0.5, 1.0))
+    shift = rng.uniform(-3.0, 3.0, 2)
+    offsets = np.arange(m) - (m - 1) / 2
+    greys = [ndimage.shift(grey, o * shift, order=1, mode="nearest") for o in offsets]
+    envelope = 1 - 0.3 * np.abs(offsets) / max((m - 1) / 2, 1)
+    delta_n = specimens.delta_n_slices(greys, spec["max_delta_n"], spec["background_percentile"])
+    delta_n = (delta_n * envelope[:, None, None]).astype(np.float32)
+    record["slice_shift_px"] = [round(float(v), 3) for v in shift]
     return delta_n, 0.1 * delta_n, record
 
 

@@ -116,23 +116,29 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 def crop_source(name: str, shape: tuple[int, int], rng: np.random.Generator,
-                fraction: tuple[float, float] = (0.5, 1.0)) -> tuple[np.ndarray, dict]:
+                fraction: tuple[float, float] = (0.5, 1.0),
+                zoom: tuple[float, float] | None = None) -> tuple[np.ndarray, dict]:
     """A square region of source ``name`` resampled to ``shape``: ``(grey in [0, 1], record)``.
 
-    The region's side is a random ``fraction`` of the image's shorter side at a random position;
-    it is resampled with a cubic spline (zoom > 1 magnifies small images). ``record`` holds the
-    source, its package and file, the crop box ``(y0, x0, height, width)`` in source pixels and
-    the zoom factors, so the case can say which part of which image it used."""
+    The region's side is a random ``fraction`` of the image's shorter side, or, with ``zoom``
+    = (low, high), ``shape / z`` for a random zoom ``z`` in that range (capped by the image), at
+    a random position; it is resampled with a cubic spline (zoom > 1 magnifies small images).
+    ``record`` holds the source, its package and file, the crop box ``(y0, x0, height, width)``
+    in source pixels and the zoom factors, so the case can say which part of which image it
+    used."""
     grey = load_source(name)
-    side = int(round(min(grey.shape) * rng.uniform(*fraction)))
+    if zoom is None:
+        side = int(round(min(grey.shape) * rng.uniform(*fraction)))
+    else:
+        side = int(np.clip(round(shape[0] / rng.uniform(*zoom)), 8, min(grey.shape)))
     y0 = int(rng.integers(0, grey.shape[0] - side + 1))
     x0 = int(rng.integers(0, grey.shape[1] - side + 1))
     region = grey[y0:y0 + side, x0:x0 + side]
-    zoom = (shape[0] / side, shape[1] / side)
-    resampled = np.clip(ndimage.zoom(region, zoom, order=3, grid_mode=True, mode="grid-mirror"), 0, 1)
+    factors = (shape[0] / side, shape[1] / side)
+    resampled = np.clip(ndimage.zoom(region, factors, order=3, grid_mode=True, mode="grid-mirror"), 0, 1)
     source = SOURCES[name]
     record = dict(source=name, package=source.package, file=source.file, kind=source.kind,
-                  crop_yxhw=[y0, x0, side, side], zoom=[float(z) for z in zoom])
+                  crop_yxhw=[y0, x0, side, side], zoom=[float(z) for z in factors])
     return resampled[: shape[0], : shape[1]], record
 
 
