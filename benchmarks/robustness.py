@@ -807,8 +807,12 @@ def _print_row(row: dict) -> None:
 
 
 def _revision() -> str:
-    """The checkout's commit and the source files changed in the working tree (they count)."""
+    """The checkout's commit and the source files changed in the working tree (they count);
+    ``WSPRIOR_REVISION`` overrides it (a run from a ``git archive`` export of a commit)."""
     import subprocess
+
+    if os.environ.get("WSPRIOR_REVISION"):
+        return os.environ["WSPRIOR_REVISION"]
 
     def git(*args):
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
