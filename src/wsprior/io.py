@@ -60,8 +60,9 @@ def check_writable(path: str | Path) -> Path:
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         why = "is not a folder" if not folder.is_dir() else "is not writable"
-        raise ValueError(f"cannot write {path.name} into {path.parent}: {folder} {why}")
-    if path.is_dir() and path.suffix.lower() not in (".zarr", ".zarr/"):
+        where = "" if folder == path.parent else f" into {path.parent}"
+        raise ValueError(f"cannot write {path.name}{where}: {folder} {why}")
+    if path.is_dir() and path.suffix.lower() != ".zarr":  # a zarr store is a folder
         raise ValueError(f"cannot write {path}: it is a folder")
     return path
 
