@@ -58,80 +58,106 @@ _TASK_HELP = {
 
 def _method_help(task: str) -> str:
     diffusion = ("diffusion prior (see --prior; minutes per image on a CPU, seconds on a GPU): "
-                 "ws = whitened-score sampler, the default; dps, score_ald, ddnm")
+                 "ws = whitened-score sampler; dps, score_ald, ddnm")
     if task == "deblur-dehaze":
         return ("reconstruction method. Classical (seconds): wiener = Tikhonov whitened by the "
                 "haze spectrum (tikhonov names the same solver), rl = Richardson-Lucy. With a "
-                f"{diffusion}; joint = signal and haze priors together (default: ws)")
-    return f"reconstruction method. Classical (seconds): tikhonov. With a {diffusion} (default: ws)"
+                f"{diffusion}; joint = signal and haze priors together")
+    return f"reconstruction method. Classical (seconds): tikhonov. With a {diffusion}"
 
 
-_REQUIRED = "required: here or in --config"
-_FLAG_HELP = {
+_FLAG_HELP = {  # parameter → (metavar, what it is); the default is added from the settings model
     # acquisition
-    "na": ("NA", "numerical aperture of the objective, in (0, 1.7] (deblur: required unless "
-                 "--psf is given)"),
-    "wavelength_um": ("λ", "wavelength in µm, 0.2-2: emission (deblur) or illumination "
-                            "(TIE, IDT)"),
-    "pixel_size_um": ("PIXEL", f"sample-plane pixel size in µm: camera pixel / magnification "
-                            f"({_REQUIRED})"),
-    "haze_sigma_um": ("σ", "correlation width of the out-of-focus haze in µm (default: 3)"),
-    "haze_std": ("STD|auto", "haze standard deviation in image units, or auto = estimated "
-                             "from the image (default: auto)"),
-    "background": ("LEVEL|auto", "constant offset in image units, or auto = estimated "
-                                 "(default: auto)"),
-    "iterations": ("N", "Richardson-Lucy iterations, 1-10000 (--method rl; default: 20)"),
+    "na": ("NA", "numerical aperture of the objective, in (0, 1.7]"),
+    "wavelength_um": ("λ", "wavelength in µm, 0.2-2"),
+    "pixel_size_um": ("PIXEL", "sample-plane pixel size in µm: camera pixel / magnification"),
+    "haze_sigma_um": ("σ", "correlation width of the out-of-focus haze in µm"),
+    "haze_std": ("STD", "haze standard deviation in image units, or auto = estimated "
+                             "from the image"),
+    "background": ("LEVEL", "constant offset in image units, or auto = estimated"),
+    "iterations": ("N", "Richardson-Lucy iterations of --method rl, 1-10000"),
     "z_um": ("Z", None),  # task-specific, below
-    "n_medium": ("INDEX", None),
-    "illumination_na": ("TABLE", f"illumination NAs: a table with one row NA_x, NA_y per LED "
-                                 f"image, in image order (.csv, .txt, .npy or .yaml; "
-                                 f"{_REQUIRED})"),
-    "slice_thickness_um": ("DZ", "thickness of each slice in µm: one value, or one per slice "
-                                 "(default: the spacing of --z-um; required for one slice)"),
+    "n_medium": ("INDEX", "refractive index of the medium, 1-2"),
+    "illumination_na": ("TABLE", "illumination NAs: a table with one row NA_x, NA_y per LED "
+                                 "image, in image order (.csv, .txt, .npy or .yaml)"),
+    "slice_thickness_um": ("DZ", "thickness of each slice in µm: one value, or one per slice"),
     "components": (None, "what to reconstruct: ri = refractive-index contrast Δn = n - "
                          "n_medium (float32); permittivity = complex Δε = n² - n_medium² "
-                         "(complex64) (default: ri)"),
+                         "(complex64)"),
     # method
     "method": (None, None),
-    "regularization": ("WEIGHT|auto", "weight of the classical solver, > 0, or auto = chosen "
-                                      "by the discrepancy principle (default: auto)"),
+    "regularization": ("WEIGHT", "weight of the classical solver, > 0, or auto = chosen "
+                                      "by the discrepancy principle"),
     "prior": ("PRIOR", "diffusion prior for the diffusion methods: default (the shipped "
                        "whitened-score prior), conventional, or a .safetensors file from "
-                       "'wsprior train' (default: default)"),
-    "steps": ("N", "sampler steps per posterior sample, 1-1000 (default: 12 steps per sample, "
-                   "chosen automatically)"),
-    "guidance": ("λ|auto", "data-consistency weight λ > 0 of the diffusion methods, or auto "
-                           "(default: auto)"),
-    "n_samples": ("N", "posterior samples averaged into the result, 1-256 (default: 4)"),
+                       "'wsprior train'"),
+    "steps": ("N", "sampler steps per posterior sample, 1-1000"),
+    "guidance": ("λ", "data-consistency weight λ > 0 of the diffusion methods, or auto"),
+    "n_samples": ("N", "posterior samples averaged into the result, 1-256"),
     "return_std": (None, "also write the per-pixel standard deviation over the samples to "
                          "OUTPUT_std beside OUTPUT (diffusion methods; needs --n-samples 2 or "
                          "more to be non-zero)"),
-    "seed": ("N", "random seed of the diffusion sampler: the same seed gives the same result "
-                  "(default: 0)"),
+    "seed": ("N", "random seed of the diffusion sampler: the same seed gives the same result"),
     "start_from_noise": (None, "start sampling from structured noise at t = 1 instead of the "
                                "classical solution diffused to t = 0.5 (needs more --steps)"),
-    "stochasticity": ("η|auto", "fresh noise per step of ws, ddnm and joint, 0-1: 0 = "
-                                "deterministic, 1 = ancestral (default: auto = 0.85)"),
+    "stochasticity": ("η", "fresh noise per step of ws, ddnm and joint, 0-1: 0 = "
+                                "deterministic, 1 = ancestral"),
     # compute
     "device": ("DEVICE", "where to compute: cpu, cuda (an NVIDIA GPU; cuda:N picks one) or "
-                         "auto = cuda if available, else cpu (default: auto)"),
+                         "auto = cuda if available, else cpu"),
     "tile_size": ("PX", "solve in tiles of this edge in pixels (32-65536) with overlapping "
-                        "margins, for planes larger than memory (default: whole planes, tiled "
-                        "automatically when a plane needs more than half the free memory)"),
+                        "margins, for planes larger than memory"),
 }
 _TASK_FLAG_HELP = {
-    ("tie", "z_um"): f"defocus of each plane of the stack in µm, in stack order, e.g. --z-um "
-                     f"-2 0 2 (at least 2 distinct values; {_REQUIRED})",
-    ("idt", "z_um"): f"depths of the reconstructed slices in µm, 0 = focal plane, positive "
-                     f"downstream, e.g. --z-um -2 0 2 ({_REQUIRED})",
-    ("tie", "n_medium"): "refractive index of the immersion / mounting medium, 1-2 (default: 1)",
-    ("idt", "n_medium"): f"refractive index of the medium around the sample, 1-2 ({_REQUIRED})",
-    ("idt", "na"): f"numerical aperture of the objective, below --n-medium ({_REQUIRED})",
-    ("tie", "wavelength_um"): f"illumination wavelength in µm, 0.2-2 ({_REQUIRED})",
-    ("idt", "wavelength_um"): f"illumination wavelength in µm, 0.2-2 ({_REQUIRED})",
-    ("deblur-dehaze", "wavelength_um"): "emission wavelength in µm, 0.2-2 (required unless "
-                                        "--psf is given)",
+    ("tie", "z_um"): "defocus of each plane of the stack in µm, in stack order, e.g. --z-um "
+                     "-2 0 2 (at least 2 distinct values)",
+    ("idt", "z_um"): "depths of the reconstructed slices in µm, 0 = focal plane, positive "
+                     "downstream, e.g. --z-um -2 0 2",
+    ("tie", "n_medium"): "refractive index of the immersion / mounting medium, 1-2",
+    ("idt", "n_medium"): "refractive index of the medium around the sample, 1-2",
+    ("deblur-dehaze", "n_medium"): "refractive index of the objective's immersion medium: "
+                                   "1.0 air, 1.33 water, 1.515 oil; above --na",
+    ("idt", "na"): "numerical aperture of the objective, below --n-medium",
+    ("tie", "wavelength_um"): "illumination wavelength in µm, 0.2-2",
+    ("idt", "wavelength_um"): "illumination wavelength in µm, 0.2-2",
+    ("deblur-dehaze", "wavelength_um"): "emission wavelength in µm, 0.2-2",
 }
+_REQUIRED = "required: here or in --config"
+_DEFAULT_WORDS = {  # defaults that need words: None, or 'auto' with a meaning
+    ("deblur-dehaze", "na"): "none; required unless --psf is given",
+    ("deblur-dehaze", "wavelength_um"): "none; required unless --psf is given",
+    ("deblur-dehaze", "pixel_size_um"): "none; required",
+    ("deblur-dehaze", "n_medium"): "chosen from --na: air below NA 1",
+    ("idt", "slice_thickness_um"): "the spacing of --z-um; required for a single slice",
+    ("*", "steps"): "12 steps per sample, chosen automatically",
+    ("*", "stochasticity"): "auto = 0.85",
+    ("*", "tile_size"): "whole planes, tiled automatically when a plane needs more than "
+                        "half the free memory",
+    ("*", "haze_sigma_um"): "auto = fitted to the image",
+}
+
+
+def _flag_help(task: str, name: str, field) -> str:
+    """What the flag is, then its default (from the settings model) or that it is required."""
+    _, text = _FLAG_HELP.get(name, (None, None))
+    text = _method_help(task) if name == "method" else _TASK_FLAG_HELP.get((task, name), text)
+    text = text or field.description or name.replace("_", " ")
+    if field.annotation is bool:
+        return text
+    if field.is_required():
+        return f"{text} ({_REQUIRED})"
+    words = _DEFAULT_WORDS.get((task, name)) or (
+        _DEFAULT_WORDS.get(("*", name)) if field.default in (None, "auto") else None)
+    return f"{text} (default: {words or _plain_default(field.default)})"
+
+
+def _accepts_auto(field) -> bool:
+    return "auto" in [value for arg in typing.get_args(field.annotation)
+                      for value in typing.get_args(arg)]
+
+
+def _plain_default(value) -> str:
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 _GROUPS = {  # argument group → the parameters it holds, in help order; the rest: acquisition
@@ -254,12 +280,11 @@ def _add_model_flags(parser: argparse.ArgumentParser, model, task: str) -> dict:
         parser = groups[next((title for title, names in _GROUPS.items()
                               if field_name in names), "acquisition")]
         flag = "--" + field_name.replace("_", "-")
-        metavar, text = _FLAG_HELP.get(field_name, (None, None))
-        text = _TASK_FLAG_HELP.get((task, field_name), text)
-        if field_name == "method":
-            text = _method_help(task)
-        text = (text or field.description or "").replace("%", "%%")
-        kwargs = dict(dest=field_name, help=text)
+        metavar = _FLAG_HELP.get(field_name, (None, None))[0]
+        if metavar and _accepts_auto(field):
+            metavar += "|auto"
+        kwargs = dict(dest=field_name,
+                      help=_flag_help(task, field_name, field).replace("%", "%%"))
         origin = typing.get_origin(field.annotation)
         args = typing.get_args(field.annotation)
         if field_name == "illumination_na":
