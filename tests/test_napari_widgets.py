@@ -237,7 +237,7 @@ def test_pixel_size_prefilled_from_layer_scale(make_napari_viewer):
 
 def test_yaml_roundtrip_and_cli_schema(task, notes, tmp_path):
     viewer, widget = task("deblur_dehaze")
-    values = {"method": "rl", "iterations": 37, "wavelength_um": 0.61, "na": 1.2,
+    values = {"method": "rl", "iterations": 37, "wavelength_um": 0.61, "na": 0.95,
               "pixel_size_um": 0.0645, "haze_sigma_um": 5.0, "haze_std": 0.05,
               "regularization": 0.002, "tile_size": 256, "device": "cpu", "steps": 50}
     widget.set_parameters(values)
@@ -433,3 +433,18 @@ def test_eta_waits_for_a_few_steps_and_ignores_a_slow_start_and_a_slow_step():
         steady = training.update(step, 10_000, float(step))
     slow = training.update(101, 10_000, 106.0)
     assert abs(steady - 9_900) < 1e-6 and slow < 1.15 * steady
+
+
+def test_deblur_asks_for_the_immersion_medium_of_an_oil_objective(qtbot, task, notes):
+    if "n_medium" not in DeblurDehazeSettings.model_fields:
+        pytest.skip("these settings have no immersion medium")
+    _, widget = task("deblur_dehaze")
+    widget.set_parameters({"na": 1.4})
+    click(qtbot, widget.run_button)
+    widget.set_parameters({"n_medium": 1.33})
+    click(qtbot, widget.run_button)
+    assert not widget.running
+    assert notes["error"] == [
+        "Deblur + dehaze: Numerical aperture (NA) 1.4 needs an immersion medium: set "
+        "n immersion (1.33 water, 1.515 oil)",
+        "Deblur + dehaze: Numerical aperture (NA) must lie below n immersion (1.33); got 1.4"]

@@ -389,8 +389,8 @@ class TaskWidget(RunnerWidget):
         """Prefill from the selected layer (beyond pixel size and stored parameters)."""
 
     def _check_fields(self, params: dict) -> None:
-        """Checks across fields, in the widget's words (the settings model makes them too, in
-        the API's)."""
+        """Rules across fields, in the widget's words: called when the settings model's own
+        check of them failed (it words them with the API's names)."""
 
     def _check_input(self, layer: Image, params: dict) -> None:
         """Does the input layer's shape fit the parameters? (ValueError in the widget's words)"""
@@ -403,8 +403,7 @@ class TaskWidget(RunnerWidget):
     def check_parameters(self, params: dict) -> None:
         """Validate against the settings model (the API's and CLI's own check), reporting each
         problem with the label of its field."""
-        self._check_fields(params)
-        check_settings(self.model, params, self.field_labels())
+        check_settings(self.model, params, self.field_labels(), across=self._check_fields)
 
     def save_parameters(self, path: str | Path) -> Path:
         """Write the parameters as a YAML usable with ``wsprior <task> --config``."""

@@ -7,7 +7,8 @@ from magicgui.widgets import ComboBox
 from .. import api
 from ..settings import DeblurDehazeSettings
 from ._common import TaskWidget
-from ._fields import Field, auto_field, float_field, int_field, pixel_size_field
+from ._fields import (Field, auto_field, float_field, int_field, optional_float_field,
+                      pixel_size_field)
 from ._layers import image_layers, layer_data, output_geometry
 
 
@@ -27,19 +28,43 @@ class DeblurDehazeWidget(TaskWidget):
         self.form.append(self.psf)
 
     def _acquisition_fields(self) -> list[Field]:
-        return [
+        fields = [
             float_field("na", "numerical aperture (NA)", 0.8, step=0.05, decimals=3,
                         tooltip="numerical aperture of the objective"),
             float_field("wavelength_um", "wavelength (µm)", 0.52, step=0.01, decimals=3,
                         tooltip="emission wavelength in µm (520 nm = 0.52)"),
             pixel_size_field(0.1),
-            float_field("haze_sigma_um", "haze width σ (µm)", 3.0, step=0.5, decimals=2,
-                        tooltip="correlation width of the out-of-focus haze"),
+            self._haze_width_field(),
             auto_field("haze_std", "haze std (image units)",
                        tooltip="haze standard deviation, or 'auto' (estimated)"),
             auto_field("background", "background (image units)",
                        tooltip="constant offset, or 'auto' (estimated)"),
         ]
+        if "n_medium" in self.model.model_fields:  # settings that know the immersion medium
+            fields.insert(2, optional_float_field(
+                "n_medium", "n immersion", tooltip="refractive index of the objective's "
+                "immersion medium: 1.0 air, 1.33 water, 1.515 oil; 'auto' = air, for NA "
+                "below 1"))
+        return fields
+
+    def _haze_width_field(self) -> Field:
+        name, label = "haze_sigma_um", "haze width σ (µm)"
+        tooltip = "correlation width of the out-of-focus haze"
+        if self.model.model_fields[name].default == "auto":
+            return auto_field(name, label, tooltip=f"{tooltip}, or 'auto' (fitted to the image)")
+        return float_field(name, label, self.model.model_fields[name].default, step=0.5,
+                           decimals=2, tooltip=tooltip)
+
+    def _check_fields(self, params: dict) -> None:
+        if "n_medium" not in params:
+            return
+        na, medium, labels = params["na"], params["n_medium"], self.field_labels()
+        if medium is None and na >= 1:
+            raise ValueError(f"{labels['na']} {na:g} needs an immersion medium: set "
+                             f"{labels['n_medium']} (1.33 water, 1.515 oil)")
+        if medium is not None and na >= medium:
+            raise ValueError(f"{labels['na']} must lie below {labels['n_medium']} "
+                             f"({medium:g}); got {na:g}")
 
     def _method_fields(self) -> list[Field]:
         return [int_field("iterations", "iterations (RL)", 20, minimum=1, maximum=100000,

@@ -149,6 +149,19 @@ def auto_field(name, label, *, tooltip=None) -> Field:
     return Field(widget, lambda: parse_auto(widget.value, label), set_value)
 
 
+def optional_float_field(name, label, *, tooltip=None) -> Field:
+    """A number, or 'auto' (empty) for None: the library chooses."""
+    widget = LineEdit(name=name, label=label, value="auto", tooltip=tooltip)
+
+    def get():
+        value = parse_auto(widget.value, label)
+        return None if value == "auto" else value
+
+    def set_value(v):
+        widget.value = "auto" if v in (None, "auto") else f"{float(v):g}"
+    return Field(widget, get, set_value)
+
+
 def scientific_field(name, label, value, *, tooltip=None) -> Field:
     """A float typed as text, for values spanning decades (``2e-4``)."""
     widget = LineEdit(name=name, label=label, value=f"{value:g}", tooltip=tooltip)

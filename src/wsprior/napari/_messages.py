@@ -9,18 +9,27 @@ _BOUNDS = {"gt": ("(", ">"), "ge": ("[", "≥"), "lt": (")", "<"), "le": ("]", "
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
-def check_settings(model, params: dict, labels: dict[str, str]) -> None:
-    """Validate ``params`` against ``model``; a ValueError names each bad field by its label."""
+def check_settings(model, params: dict, labels: dict[str, str], across=None) -> None:
+    """Validate ``params`` against ``model``; a ValueError names each bad field by its label.
+
+    When only a rule across fields failed (the model's own check, worded with the API's
+    names), ``across(params)`` may raise the widget's wording of it instead."""
     try:
         model(**params)
     except ValidationError as error:
-        raise ValueError("; ".join(describe(item, model, labels)
-                                   for item in error.errors())) from None
+        items = error.errors()
+        if across is not None and not any(_field_names(item) for item in items):
+            across(params)
+        raise ValueError("; ".join(describe(item, model, labels) for item in items)) from None
+
+
+def _field_names(item: dict) -> list[str]:
+    return [part for part in item["loc"] if isinstance(part, str)]
 
 
 def describe(item: dict, model, labels: dict[str, str]) -> str:
     """One pydantic error item as a sentence about the widget field it concerns."""
-    names = [part for part in item["loc"] if isinstance(part, str)]
+    names = _field_names(item)
     message = item["msg"].removeprefix("Value error, ")
     if not names:  # a check across fields: its message already reads as a sentence
         return sentence(message)
