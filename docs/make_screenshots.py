@@ -95,6 +95,9 @@ def tidy_for_screenshot() -> None:
 def train_screenshot(folder: Path) -> Path:
     """The training widget after a small run on synthetic phantoms, with samples drawn from the
     new prior on the canvas."""
+    import torch
+
+    torch.set_num_threads(1)  # a network this small trains fastest on one thread
     viewer = napari.Viewer(title=f"napari-wsprior: {TRAIN_WIDGET}")
     output = Path(tempfile.gettempdir()) / "wsprior-docs" / "ws_small.safetensors"
     shutil.rmtree(output.parent, ignore_errors=True)  # a fresh run, not a resumed one

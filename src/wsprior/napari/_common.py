@@ -418,7 +418,8 @@ class TaskWidget(RunnerWidget):
         unknown = sorted(set(values) - set(self.model.model_fields))
         if unknown:
             raise ValueError(f"{path.name}: unknown parameter(s) {', '.join(unknown)} for "
-                             f"{self.title}; expected names from {', '.join(self.model.model_fields)}")
+                             f"{self.title}; expected names from "
+                             f"{', '.join(self.model.model_fields)}")
         values = self._resolve_loaded(values, path.parent)
         if "method" in values:
             values["method"] = canonical_method(self.task, values["method"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import FileEdit, Label, LineEdit
+from magicgui.widgets import FileEdit, LineEdit
 
 from .. import api
 from ..settings import IdtSettings
@@ -14,6 +14,7 @@ from ._fields import (Field, choice_field, float_field, format_floats,
                       illumination_wavelength_field, list_field, parse_floats, pixel_size_field)
 from ._idt_axes import led_axis, led_images, place_slices, slice_axis
 from ._illumination import TABLE_FILTER, check_table, read_illumination_table
+from ._layout import note
 from ._sample_data import IDT_COLORMAP
 
 COMPONENTS = [("Δn = n − n_medium", "ri"), ("Δε = n² − n_medium² (real and imaginary layers)",
@@ -35,7 +36,7 @@ class IdtWidget(TaskWidget):
                                    mode="r", filter=TABLE_FILTER,
                                    tooltip="(L, 2) table of (NA_x, NA_y) per image: .csv, .txt, "
                                            ".npy, or YAML (a list, or a parameter file)")
-        self.table_info = Label(name="table_info", label="LEDs", value="no table loaded")
+        self.table_info = note("table_info", "LEDs", "no table loaded")
         self.table_file.changed.connect(self._table_file_changed)
         self.form.append(self.table_file)
         self.form.append(self.table_info)

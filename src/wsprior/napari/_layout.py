@@ -5,7 +5,7 @@ QElidingLabel, as napari uses), instead of widening or heightening the dock."""
 from __future__ import annotations
 
 from magicgui.widgets import Container, Label
-from qtpy.QtWidgets import QComboBox, QFrame, QLabel, QSizePolicy
+from qtpy.QtWidgets import QComboBox, QFrame, QSizePolicy
 from superqt import QElidingLabel
 
 FORM_MIN_HEIGHT = 56
@@ -42,8 +42,6 @@ class ScrollForm(Container):
                 combo.setSizeAdjustPolicy(
                     QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
                 combo.setMinimumContentsLength(COMBO_MIN_CHARACTERS)
-        if isinstance(widget, Label):
-            wrap(native)
 
     @property
     def content(self):
@@ -88,6 +86,11 @@ class StatusLine:
         self.native.setToolTip(text)
 
 
-def wrap(label: QLabel) -> None:
-    """Long text (a note in the form) wraps within the form's width instead of widening it."""
-    label.setWordWrap(True)
+def note(name: str, label: str = "", value: str = "") -> Label:
+    """A line of explanation in the form (e.g. what a table holds): it wraps within the form's
+    width instead of widening it, and takes the whole value column."""
+    widget = Label(name=name, label=label, value=value)
+    widget.native.setWordWrap(True)
+    widget.native.setMinimumWidth(1)  # a wrapping QLabel asks for a third of its text's width
+    widget.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    return widget

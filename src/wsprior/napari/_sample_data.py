@@ -40,8 +40,8 @@ def deblur_dehaze():
     px = float(params["pixel_size_um"])
     geometry = dict(scale=(px, px), units=(MICROMETER, MICROMETER), labels=("y", "x"))
     # the truth first, so that the measurement is on top and the widgets' default input
-    return [_layer(truth, "deblur_dehaze truth", "deblur_dehaze", params, visible=False, metadata=False,
-                   **geometry),
+    return [_layer(truth, "deblur_dehaze truth", "deblur_dehaze", params, visible=False,
+                   metadata=False, **geometry),
             _layer(image, "deblur_dehaze", "deblur_dehaze", params, **geometry)]
 
 

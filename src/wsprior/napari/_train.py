@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Label
+from magicgui.widgets import ComboBox
 from napari.layers import Image
 from pydantic import ValidationError
 
@@ -22,6 +22,7 @@ from ._common import Cancelled, RunnerWidget
 from ._fields import (Field, bool_field, choice_field, header, int_field, path_field,
                       scientific_field, seed_field)
 from ._layers import has_length_units, image_layers, layer_data, layer_kwargs
+from ._layout import note
 from ._messages import check_settings
 from ._preflight import check_device
 
@@ -74,7 +75,7 @@ class TrainPriorWidget(RunnerWidget):
         self._add_all(self._training_fields())
         form.append(header("Output"))
         self._add_all(self._output_fields())
-        self.state_info = Label(name="state_info", value="")
+        self.state_info = note("state_info")
         self.state_info.label = ""
         form.append(self.state_info)
         self._add_all(self._sample_fields())
