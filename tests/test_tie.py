@@ -44,6 +44,16 @@ def _simulated_case(seed: int, z_um, noise: float, size: int = 128):
     return phase, torch.from_numpy(stack)
 
 
+def _cut_case(seed: int, z_um, noise: float, size: int = 128):
+    """A ``size``² field of view cut from a phantom twice as large and simulated whole (no
+    padding): light from the cells beyond the border reaches it, as in a microscope."""
+    rng = np.random.default_rng(seed)
+    phase = phase_phantom((2 * size, 2 * size), PIXEL_UM, rng)
+    stack = simulate_defocus_stack(phase, z_um, **OPTICS, noise_std=noise, rng=rng, pad=False)
+    centre = slice(size // 2, size // 2 + size)
+    return phase[centre, centre], torch.from_numpy(stack[:, centre, centre])
+
+
 # ----------------------------------------------------------------------------- adjointness
 def test_laplacian_tie_adjoint_float64_batched():
     gen = torch.Generator().manual_seed(0)
@@ -200,39 +210,43 @@ def test_tie_tikhonov_noise_free_is_nearly_exact_with_cells_cut_by_the_border():
 
 
 def test_tie_tikhonov_auto_normal_regime_beats_zero_baseline():
-    """Normal regime (DESIGN §7): 128², 0.3 µm pixels, λ 0.53 µm, n_m 1.33, planes at −2, 0,
-    +2 µm, 1 % intensity noise, phantoms of seeds 0–3 (max 2 rad). The baseline is the zero
-    (constant) estimate, whose RMSE is the phase's own standard deviation. Required: mean RMSE
-    of auto Tikhonov at least 50 % lower (stronger than the 30 % asked; measured ≈ 74 % lower:
-    RMSE ≈ 0.10 rad vs 0.39 rad), and correlation with the truth > 0.9 for every seed
-    (measured 0.95–0.99)."""
-    ours, zero = [], []
+    """Normal regime (DESIGN §7) on fields cut from a larger specimen: 128², 0.3 µm pixels,
+    λ 0.53 µm, n_m 1.33, planes at −2, 0, +2 µm, 1 % intensity noise, seeds 0–3. The zero
+    estimate's RMSE is the phase's own standard deviation. Required: mean RMSE of auto Tikhonov
+    at least 30 % lower (measured 36 %: 0.176 vs 0.276 rad; the unknown flux through the border
+    limits every weight here, the best fixed one reaching about 0.16), correlation with the
+    truth > 0.7 for every seed (0.75-0.81), and well below the noise-based weight's error
+    (crossover, the earlier default: 0.66 rad, worse than zero)."""
+    ours, zero, crossover = [], [], []
     for seed in range(4):
-        phase, stack = _simulated_case(seed, [-2.0, 0.0, 2.0], noise=0.01)
+        phase, stack = _cut_case(seed, [-2.0, 0.0, 2.0], noise=0.01)
         recovered = tie_tikhonov(stack, [-2.0, 0.0, 2.0], **OPTICS)
         assert recovered.dtype == torch.float32 and recovered.shape == phase.shape
         assert abs(float(recovered.mean())) < 1e-5
         recovered = recovered.numpy()
         ours.append(_rmse(recovered, phase))
         zero.append(float(phase.std()))
-        assert np.corrcoef(recovered.ravel(), phase.ravel())[0, 1] > 0.9, f"seed {seed}"
-    assert np.mean(ours) < 0.5 * np.mean(zero)
+        crossover.append(_rmse(tie_tikhonov(stack, [-2.0, 0.0, 2.0], **OPTICS,
+                                            regularization="crossover").numpy(), phase))
+        assert np.corrcoef(recovered.ravel(), phase.ravel())[0, 1] > 0.7, f"seed {seed}"
+    assert np.mean(ours) < 0.7 * np.mean(zero)
+    assert np.mean(ours) < 0.4 * np.mean(crossover)
 
 
 def test_tie_tikhonov_auto_regularisation_helps_in_low_light():
-    """Low-light regime (DESIGN §7): planes at −1, 0, +1 µm, 3 % noise, seeds 0–3. The
-    unregularised inverse (r = 1e-12) is swamped by low-frequency 'cloudy' noise; auto must
-    cut its mean RMSE by ≥ 30 % (measured ≈ 54 %: 0.29 vs 0.62 rad) and also beat the zero
-    estimate by ≥ 15 % (measured ≈ 27 %: 0.29 vs 0.39 rad)."""
+    """Low-light regime (DESIGN §7), cut fields: planes at −1, 0, +1 µm, 3 % noise, seeds 0–3.
+    The unregularised inverse (r = 1e-12) is swamped by low-frequency 'cloudy' noise and the
+    unknown border flux (1.03 rad); auto must cut its mean RMSE by ≥ 70 % (measured 78 %:
+    0.225 rad) and also beat the zero estimate by ≥ 10 % (measured 18 %: 0.225 vs 0.276)."""
     ours, tiny, zero = [], [], []
     for seed in range(4):
-        phase, stack = _simulated_case(seed, [-1.0, 0.0, 1.0], noise=0.03)
+        phase, stack = _cut_case(seed, [-1.0, 0.0, 1.0], noise=0.03)
         ours.append(_rmse(tie_tikhonov(stack, [-1.0, 0.0, 1.0], **OPTICS).numpy(), phase))
         tiny.append(_rmse(tie_tikhonov(stack, [-1.0, 0.0, 1.0], **OPTICS,
                                        regularization=1e-12).numpy(), phase))
         zero.append(float(phase.std()))
-    assert np.mean(ours) < 0.7 * np.mean(tiny)
-    assert np.mean(ours) < 0.85 * np.mean(zero)
+    assert np.mean(ours) < 0.3 * np.mean(tiny)
+    assert np.mean(ours) < 0.9 * np.mean(zero)
 
 
 def test_tie_regularization_is_what_auto_uses_and_lies_in_band():

@@ -20,6 +20,7 @@ from ..._arrays import to_tensor
 from ..._validation import image_array, positive
 from ...physics.tie import intensity_derivative, laplacian_symbol, wavenumber
 from ..regularization import discrepancy_weight, estimate_noise_sigma
+from .tie_weight import simulated_risk_weight
 
 # Clamp band of the automatic weights, as the cut-off frequency u_c where L(u_c)² = r: from
 # 1/(8 FOV) (a quarter of the lowest frequency of the mirror-extended grid: the inverse is then
@@ -32,7 +33,7 @@ _HIGH_CUTOFF_PER_PIXEL = 1 / 16
 _BINS_PER_OCTAVE = 2
 _MIN_BIN_COUNT = 16
 _SLOPE_RANGE = (1.0, 4.0)
-_RULES = ("auto", "discrepancy")
+_RULES = ("auto", "crossover", "discrepancy")
 
 
 def tie_tikhonov(stack, z_um: Sequence[float], *, wavelength_um: float, pixel_size_um: float,
@@ -42,7 +43,7 @@ def tie_tikhonov(stack, z_um: Sequence[float], *, wavelength_um: float, pixel_si
 
     ``stack``: intensities at depths ``z_um`` (µm, ``Z ≥ 2``, any order and spacing), torch
     (device kept) or numpy. ``regularization``: a number ``r ≥ 0`` (µm⁻⁴, the units of ``L²``),
-    ``"auto"`` (spectral signal-to-noise crossover) or ``"discrepancy"`` (Morozov); see
+    ``"auto"`` (least simulated risk), ``"crossover"`` or ``"discrepancy"`` (Morozov); see
     ``tie_regularization``. A tile of a larger stack passes the whole stack's ``mean_intensity``
     ``I0`` (default: this stack's mean) and ``remove_mean=False``: the untiled phase has zero mean
     already (the even mirror extension makes its mean the extended grid's DC, which the filter
@@ -77,11 +78,16 @@ def tie_regularization(stack, z_um: Sequence[float], *, pixel_size_um: float,
                        rule: str = "auto") -> torch.Tensor:
     """The weight ``r`` (...,) [µm⁻⁴] that ``tie_tikhonov(regularization=rule)`` uses.
 
-    Both rules work on ``d = ∂I/∂z`` mirror-extended to ``N`` pixels, whose white noise has
+    The rules work on ``d = ∂I/∂z`` mirror-extended to ``N`` pixels, whose white noise has
     ``σ_d = σ_I / sqrt(Σ_j (z_j − z̄)²)`` (the least-squares slope of planes with noise
     ``σ_I``, the RMS over planes of ``estimate_noise_sigma``), i.e. ``E|n̂(u)|² = N σ_d²``.
 
-    * ``"auto"`` — signal-to-noise crossover. Tikhonov is the Wiener filter of a data SNR
+    * ``"auto"`` — the least expected phase error on simulated fields with the data's own
+      spectrum, noise and border (``tie_weight.simulated_risk_weight``): it accounts for the
+      unmeasured flux through the border, which dominates on fields cut from a larger
+      specimen (where the noise-based rules below left 2-6× the best weight's error).
+    * ``"crossover"`` — signal-to-noise crossover (the default before issue 19; best where the
+      specimen is mirror-symmetric about the border, i.e. only in simulations). Tikhonov is the Wiener filter of a data SNR
       ``L²/r``, so ``r = L(u_c)²`` at the frequency ``u_c`` where the data SNR is 1. The SNR
       ``|d̂|²/(N σ_d²) − 1`` is averaged over half-octave annuli of ``|u|``, a power law
       ``a |u|^p`` is fitted (weights ``sqrt(count)``) over the annuli from the lowest up to the
@@ -162,11 +168,17 @@ def _automatic_r(rule: str, stack, z_um, spectrum, symbol, pixel_size_um) -> tor
         raise ValueError(f"regularization must be a number >= 0 or one of "
                          f"{', '.join(map(repr, _RULES))}; got {rule!r}")
     low, high = regularization_band(tuple(stack.shape[-2:]), pixel_size_um)
+    noise = _slope_noise(stack, z_um).reshape(-1).tolist()
+    if rule == "auto":
+        planes = stack.reshape(-1, *stack.shape[-3:])
+        weights = [simulated_risk_weight(p, z_um, pixel_size_um=pixel_size_um, noise_sigma=s,
+                                         band=(low, high)) for p, s in zip(planes, noise)]
+        return torch.tensor(weights, dtype=stack.dtype, device=stack.device).reshape(stack.shape[:-3])
     n_pix = spectrum.shape[-1] * spectrum.shape[-2]
     power = (spectrum.abs() ** 2).double().reshape(-1, n_pix)
-    noise_power = (n_pix * _slope_noise(stack, z_um) ** 2).reshape(-1).tolist()
+    noise_power = [n_pix * s ** 2 for s in noise]
     sym = symbol.double().flatten()
-    choose = _crossover_r if rule == "auto" else _discrepancy_r
+    choose = _crossover_r if rule == "crossover" else _discrepancy_r
     weights = [choose(p, sym, noise, low, high) for p, noise in zip(power, noise_power)]
     r = torch.tensor(weights, dtype=stack.dtype, device=stack.device)
     return r.reshape(stack.shape[:-3])
