@@ -47,7 +47,6 @@ def deblur_dehaze(image, *, psf=None, na=None, wavelength_um=None, pixel_size_um
     check.image_array("image", image, 2, "(..., Y, X)")
     _require_available("deblur_dehaze", settings.method)
     from .physics.blur_haze import make_psf
-    from .solvers.classical import deconvolution
 
     kernel = make_psf(psf=psf, na=settings.na, wavelength_um=settings.wavelength_um,
                       pixel_size_um=settings.pixel_size_um)
@@ -67,16 +66,13 @@ def deblur_dehaze(image, *, psf=None, na=None, wavelength_um=None, pixel_size_um
         return _run_diffusion(image, solve, core_in=2, core_out=lambda s: s, settings=settings,
                               progress=progress, name="image", tiled_here=True)
 
+    tiles = classical_tiles("deblur_dehaze", settings, kernel)
+
     def solve(batch: torch.Tensor, report: Progress) -> torch.Tensor:
-        if settings.method == "rl":
-            return deconvolution.richardson_lucy(batch, kernel.to(batch), iterations=settings.iterations,
-                                                 progress=report, **common)
-        return deconvolution.wiener_deblur(batch, kernel.to(batch),
-                                           regularization=settings.regularization, **common)
+        return tiles.whole_plane(batch[0], progress=report)[None]
 
     return _run(image, solve, core_in=2, core_out=lambda s: s, settings=settings,
-                progress=progress, name="image",
-                tiles=classical_tiles("deblur_dehaze", settings, kernel))
+                progress=progress, name="image", tiles=tiles)
 
 
 def tie_phase(stack, *, z_um, wavelength_um, pixel_size_um, n_medium=1.0, method="ws",

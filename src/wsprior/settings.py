@@ -88,10 +88,32 @@ class DeblurDehazeSettings(SolverSettings):
     wavelength_um: float | None = Field(None, ge=WAVELENGTH_RANGE_UM[0], le=WAVELENGTH_RANGE_UM[1],
                                         description="emission wavelength (µm)")
     pixel_size_um: float | None = Field(None, gt=0, le=100, description="sample-plane pixel (µm)")
-    haze_sigma_um: float = Field(3.0, gt=0, le=1000, description="haze correlation width (µm)")
+    n_medium: float | None = Field(None, ge=1.0, le=2.0, description="refractive index of the "
+                                   "immersion medium (1.0 air, 1.33 water, 1.515 oil); None: "
+                                   "the objective's NA decides (air below NA 1)")
+    haze_sigma_um: Union[Auto, float] = Field(
+        "auto", description="haze correlation width (µm); 'auto': fitted to the image")
     haze_std: Union[Auto, float] = Field("auto", description="haze standard deviation (image units)")
     background: Union[Auto, float] = Field("auto", description="constant offset (image units)")
     iterations: int = Field(20, ge=1, le=10000, description="Richardson–Lucy iterations")
+
+
+    @field_validator("haze_sigma_um")
+    @classmethod
+    def _width_or_auto(cls, value):
+        if value != "auto" and not 0 < value <= 1000:
+            raise ValueError("must be 'auto' or a width in (0, 1000] µm")
+        return value
+
+    @model_validator(mode="after")
+    def _aperture_below_medium_index(self):
+        if self.na is not None and self.n_medium is not None and self.na >= self.n_medium:
+            raise ValueError(f"na must lie in (0, n_medium={self.n_medium:g}) (an objective's NA "
+                             f"is below the index of its immersion medium); got {self.na:g}")
+        if self.na is not None and self.n_medium is None and self.na >= 1.0:
+            raise ValueError(f"na={self.na:g} needs an immersion medium: give n_medium (1.33 "
+                             "water, 1.515 oil; it must exceed the NA)")
+        return self
 
 
 class TieSettings(SolverSettings):

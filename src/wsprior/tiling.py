@@ -68,6 +68,10 @@ _PLANNING_HALO_FRACTION = 4  # memory planning assumes a halo of tile / 4 (measu
 #: 2048² widefield planes, Wiener with the numbers of the centre 1024² (or 512²) crop came within
 #: 0.03 dB of the whole plane's (benchmarks/scaling.py, table in docs/benchmarks.md).
 ESTIMATE_EDGE = 1024
+#: However little memory there is, the estimate reads at least this edge (pixels) of a plane:
+#: the spectra of a smaller crop are too coarse to fit (a 64² crop of a 512² widefield plane
+#: gave a filter that blew the tiled result up 10⁶×).
+ESTIMATE_MIN_EDGE = 256
 #: Parameter estimates run one at a time per process, beside the block solves.
 _ESTIMATE_LOCK = threading.Lock()
 
@@ -189,9 +193,9 @@ def _estimate_edge(plane, channels: int, operator: TileOperator, budget: int) ->
     ``workspace_bytes``)."""
     cost = getattr(operator, "estimate_bytes", operator.workspace_bytes)
     edge = list(_capped(plane))
-    while cost(tuple(edge), channels) > budget and max(edge) > _TILE_EDGES[0]:
+    while cost(tuple(edge), channels) > budget and max(edge) > ESTIMATE_MIN_EDGE:
         axis = int(edge[1] > edge[0])
-        edge[axis] = max(_TILE_EDGES[0], edge[axis] // 2)
+        edge[axis] = max(min(ESTIMATE_MIN_EDGE, plane[axis]), edge[axis] // 2)
     return tuple(edge)
 
 
@@ -472,7 +476,8 @@ class _BlockSolver:
             floor = self.operator.halo_floor(limit)
             if floor is not None and self._whole_plane(floor):
                 return None, self._axes((None, None), index)
-            params = self.operator.estimate(torch.as_tensor(planes, dtype=torch.float32,
+            sample = planes[(..., *centre_slices(self.plan.plane, _capped(self.plan.plane)))]
+            params = self.operator.estimate(torch.as_tensor(sample, dtype=torch.float32,
                                                             device=device))
         halos = [self.operator.halo(p, limit) for p in params]
         halo = tuple(None if any(h[a] is None for h in halos) else max(h[a] for h in halos)

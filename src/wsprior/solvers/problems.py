@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..noise import StructuredNoise
+from ..physics.optics import embed_centered
 from ..physics.tie import intensity_derivative, laplacian_symbol, wavenumber
 from .classical import deconvolution
 from .padding import mirror_pad, mirror_pad_to
@@ -98,39 +100,62 @@ class FourierProblem:
 
 
 def deblur_problem(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
-                   haze_sigma_um: float, haze_std, background, fixed: dict | None = None
+                   haze_sigma_um, haze_std, background, fixed: dict | None = None
                    ) -> FourierProblem:
     """``y = h ⊛ x + offset + haze + e``; the haze (GRF) and e (white) form the noise spectrum.
     ``fixed``: the whole plane's numbers (``plane_parameters``) for a window of it (tiling);
-    without the unit map (``centre``, ``scale``) it is taken from this image's estimate."""
+    without the prior's unit map (``unit_centre``, ``unit_scale``) it is taken from this image's
+    estimate."""
     if fixed is None:
-        classical = deconvolution.whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um,
-                                                         haze_sigma_um=haze_sigma_um,
-                                                         haze_std=haze_std)
-        offset = deconvolution._offset(classical.dehazed, background)
-    else:
-        classical = deconvolution.whitened_deconvolution(
-            y, psf, pixel_size_um=pixel_size_um, haze_sigma_um=haze_sigma_um,
-            **{k: fixed[k] for k in ("haze_std", "regularization", "noise_sigma", "mean", "center")})
-        offset = fixed["background"]
+        fixed = deconvolution.deconvolution_parameters(y, psf, pixel_size_um=pixel_size_um,
+                                                       haze_sigma_um=haze_sigma_um,
+                                                       haze_std=haze_std, background=background)
+    numbers = {k: fixed[k] for k in deconvolution.FIXED}
+    classical = deconvolution.whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um,
+                                                     numbers=numbers)
+    offset = numbers["background"]
+    numbers.update(fixed.get("sampler_haze") or sampler_haze(y, numbers, pixel_size_um))
     estimate = (classical.dehazed - offset).clamp_min(0)
     widths = tuple(max(k, n // 8) for k, n in zip(psf.shape, y.shape[-2:]))
     padded, crop = mirror_pad(y - offset, widths)
-    otf, noise, _ = deconvolution._spectra(psf.to(y), tuple(padded.shape), haze_sigma_um / pixel_size_um,
-                                           classical.haze_std, classical.noise_sigma)
+    shape = tuple(padded.shape)
+    otf = torch.fft.fft2(embed_centered(psf.to(y), shape))
+    noise = deconvolution.noise_spectrum(numbers, shape, pixel_size_um=pixel_size_um,
+                                         device=y.device, dtype=y.dtype)
     # The mean is not pinned to the data: haze has power at u = 0 like next to it, and a window's
     # mean would otherwise carry its local haze (an offset per tile; ``wsprior.tiling``).
-    noise = noise.clamp_min(1e-6 * float(noise.max()))  # a noiseless estimate must not divide by 0
-    fixed = fixed or {}
-    affine = ((fixed["centre"], fixed["scale"]) if "centre" in fixed
+    # A noiseless estimate must not divide by 0.
+    noise = noise.clamp_min(1e-6 * float(noise.max()) + 1e-30)
+    affine = ((fixed["unit_centre"], fixed["unit_scale"]) if "unit_centre" in fixed
               else prior_unit_map(estimate, floor=FLUORESCENCE_FLOOR))
     return FourierProblem(otf, noise, torch.fft.fft2(padded), crop, estimate, *affine,
-                          nonnegative=True, haze_std=float(classical.haze_std),
+                          nonnegative=True, haze_std=float(numbers["haze_std"]),
                           data_variance=fixed.get("data_variance"))
 
 
+#: Haze width (µm) the samplers assume where the classical fit found no haze.
+SAMPLER_HAZE_SIGMA_UM = 3.0
+
+
+def sampler_haze(y: torch.Tensor, numbers: dict, pixel_size_um: float) -> dict:
+    """The haze the samplers' data step allows for: the classical fit's, or where that found
+    none (it removes haze only where the image shows it apart from the specimen), the standard
+    deviation of the image low-passed by a ``SAMPLER_HAZE_SIGMA_UM`` haze spectrum. The data
+    step then leaves those low frequencies to the prior, which knows fluorescence's dark
+    background (DESIGN.md §7): the WS sampler resolves what a linear filter cannot. (This is
+    the earlier haze estimate of the classical solver, chosen on validation images, seeds
+    2000-2001.)"""
+    if numbers["haze_std"] > 0:
+        return dict(haze_std=numbers["haze_std"], haze_sigma_um=numbers["haze_sigma_um"])
+    padded, _ = mirror_pad(y, tuple(n // 8 for n in y.shape[-2:]))
+    low = StructuredNoise(SAMPLER_HAZE_SIGMA_UM / pixel_size_um).power_spectrum(
+        tuple(padded.shape), device=padded.device, dtype=padded.dtype)
+    low_passed = torch.fft.ifft2(low / low[0, 0] * torch.fft.fft2(padded)).real
+    return dict(haze_std=float(low_passed.std()), haze_sigma_um=SAMPLER_HAZE_SIGMA_UM)
+
+
 def plane_parameters(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
-                     haze_sigma_um: float, haze_std, background) -> dict:
+                     haze_sigma_um, haze_std, background) -> dict:
     """Every number ``deblur_problem`` derives from a whole plane (Y, X), fixed for its tiles."""
     numbers = deconvolution.deconvolution_parameters(y, psf, pixel_size_um=pixel_size_um,
                                                      haze_sigma_um=haze_sigma_um,
@@ -138,7 +163,9 @@ def plane_parameters(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float
     whole = deblur_problem(y, psf, pixel_size_um=pixel_size_um, haze_sigma_um=haze_sigma_um,
                            haze_std=haze_std, background=background, fixed=numbers)
     start = whole.to_prior(whole.classical)
-    return dict(numbers, centre=whole.centre, scale=whole.scale, data_variance=float(start.var()))
+    return dict(numbers, unit_centre=whole.centre, unit_scale=whole.scale,
+                data_variance=float(start.var()),
+                sampler_haze=sampler_haze(y, numbers, pixel_size_um))
 
 
 def tie_problem(stack: torch.Tensor, z_um, *, wavelength_um: float, pixel_size_um: float,

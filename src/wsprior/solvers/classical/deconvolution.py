@@ -1,18 +1,27 @@
-"""Deblur + dehaze: Tikhonov/Wiener deconvolution with the haze as coloured noise, and
-Richardson–Lucy with the haze as a background.
+"""Deblur + dehaze: Wiener deconvolution with the haze as coloured noise, and Richardson–Lucy with
+the haze as a background.
 
 Measurement model (DESIGN.md §3): ``y = h ⊛ x + b + e`` with haze ``b`` a Gaussian random field
 of correlation width ``σ_h`` (``haze_sigma_um``) and standard deviation ``s_h`` (``haze_std``),
-and white noise ``e`` of standard deviation ``σ_w`` (estimated from the data, MAD). The noise
-power spectrum is therefore ``N(u) = σ_w² + s_h² |K̂_σ(u)|²`` and the whitened Tikhonov solution
+and white noise ``e`` of standard deviation ``σ_w``. With the specimen's power spectrum ``S(u)``
+the posterior mean (Wiener) is
 
-    X(u) = H*(u) Y(u) / (|H(u)|² + r N(u))
+    X(u) = H*(u) Y(u) / (|H(u)|² + r N(u) / S(u)),      N(u) = σ_w² + s_h² |K̂_σ(u)|²,
 
-hands the haze-dominated low frequencies to the regulariser. ``r`` comes from Morozov's
-discrepancy principle on the whitened residual unless given. The constant offset (mean haze +
-camera background) cannot be separated from the object's mean by a linear filter; it is
-estimated as a low percentile of the dehazed image (fluorescence has dark background) unless
-``background`` is given, and negative values are clipped (densities are ≥ 0).
+which removes, per frequency, the share of the power the haze and noise hold. ``S``, ``s_h``,
+``σ_h`` and ``σ_w`` are fitted to the image itself (``wsprior.solvers.classical.spectra``);
+``r`` = 1 is the Bayes choice (``regularization`` scales it). Where the image cannot tell haze
+from specimen (smooth, large specimens), the fit finds no haze and nothing is removed: a Wiener
+filter whose prior takes all low-frequency power for haze (a flat ``S``) removed the specimen's
+own low frequencies and came out several dB below the raw input on such images.
+
+The constant offset (mean haze + camera background) is not separable from the specimen's mean by
+a linear filter; it is estimated as a low percentile of the dehazed image (fluorescence has a
+dark background) unless ``background`` is given, and negative values are clipped.
+
+Every solve works on the image divided by its scale (``image_scale``), so the result is
+scale-equivariant, ``f(c·y) = c·f(y)``, and a noise floor (``noise_floor``) keeps noise-free,
+binary or quantised images from being divided by zero.
 """
 from __future__ import annotations
 
@@ -25,78 +34,95 @@ from ...noise import StructuredNoise
 from ...physics.blur_haze import Blur
 from ...physics.optics import embed_centered
 from ..padding import mirror_pad
-from ..regularization import discrepancy_weight, estimate_noise_sigma
+from ..regularization import estimate_noise_sigma
+from .spectra import ImageSpectra, fit_spectra, radial_frequency
 
-DEFAULT_HAZE_SIGMA_UM = 3.0
 _BACKGROUND_PERCENTILE = 1.0
-_PASSBAND = 1e-3  # |H|² relative to its maximum
-_EPS = 1e-6
+_EPS = 1e-6                    # in units of the image scale
+#: White-noise floor relative to the image scale: below it an image counts as noise-free.
+RELATIVE_NOISE_FLOOR = 1e-4
+#: The numbers ``deconvolution_parameters`` returns and the solvers take back (image units).
+FIXED = ("scale", "amplitude", "slope", "haze_std", "haze_sigma_um", "noise_sigma",
+         "regularization", "mean", "center", "background")
 
 
 @dataclass
 class WhitenedDeconvolution:
-    """One image's whitened Tikhonov solve on a mirror-padded grid, with the automatic quantities
-    it used (a tiled run estimates them once on the whole image and passes them to every tile)."""
+    """One image's Wiener solve on a mirror-padded grid, in the image's units."""
     dehazed: torch.Tensor      # object estimate incl. the constant offset, (Y, X)
     haze: torch.Tensor         # posterior-mean haze fluctuation, (Y, X)
-    regularization: float      # r
-    noise_sigma: float         # white-noise σ_w
-    haze_std: float            # s_h
-    mean: float                # image mean, added back as mean / H(0)
-    center: float              # constant removed before filtering (mean of the padded grid)
+    numbers: dict              # every data-dependent number it used (``FIXED``)
 
 
 def wiener_deblur(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
-                  haze_sigma_um: float = DEFAULT_HAZE_SIGMA_UM, haze_std: float | str = "auto",
+                  haze_sigma_um: float | str = "auto", haze_std: float | str = "auto",
                   regularization: float | str = "auto", background: float | str = "auto",
-                  noise_sigma: float | None = None, mean: float | None = None,
-                  center: float | None = None) -> torch.Tensor:
-    """Whitened Tikhonov deblur + dehaze of ``y`` (..., Y, X) → (..., Y, X), ≥ 0.
-    ``noise_sigma``, ``mean``, ``center``: see ``whitened_deconvolution``."""
+                  numbers: dict | None = None) -> torch.Tensor:
+    """Wiener deblur + dehaze of ``y`` (..., Y, X) → (..., Y, X), ≥ 0. ``numbers``: those of
+    ``deconvolution_parameters`` for a whole plane, applied to ``y`` (a window of it)."""
     images = y.reshape(-1, *y.shape[-2:])
     out = []
     for image in images:
         solve = whitened_deconvolution(image, psf, pixel_size_um=pixel_size_um,
                                        haze_sigma_um=haze_sigma_um, haze_std=haze_std,
-                                       regularization=regularization, noise_sigma=noise_sigma,
-                                       mean=mean, center=center)
-        out.append((solve.dehazed - _offset(solve.dehazed, background)).clamp_min(0))
+                                       regularization=regularization, background=background,
+                                       numbers=numbers)
+        out.append((solve.dehazed - solve.numbers["background"]).clamp_min(0))
     return torch.stack(out).reshape(y.shape)
 
 
 def richardson_lucy(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
-                    haze_sigma_um: float = DEFAULT_HAZE_SIGMA_UM, haze_std: float | str = "auto",
+                    haze_sigma_um: float | str = "auto", haze_std: float | str = "auto",
                     iterations: int = 20, background: float | str = "auto",
                     progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Richardson–Lucy ``x ← x · Aᵀ(y / (A x + b)) / Aᵀ1`` with the haze background ``b``
-    (offset + posterior-mean haze from the whitened solve, ``haze_background``) held fixed."""
+    (offset + posterior-mean haze of the Wiener solve, ``haze_background``) held fixed."""
     images = y.reshape(-1, *y.shape[-2:])
-    background_map = torch.stack([
-        haze_background(image, psf, pixel_size_um=pixel_size_um, haze_sigma_um=haze_sigma_um,
-                        haze_std=haze_std, background=background) for image in images])
-    estimate = richardson_lucy_iterations(images, background_map, psf, iterations=iterations,
-                                          progress=progress)
-    return estimate.reshape(y.shape)
+    out = []
+    for k, image in enumerate(images):
+        numbers = deconvolution_parameters(image, psf, pixel_size_um=pixel_size_um,
+                                           haze_sigma_um=haze_sigma_um, haze_std=haze_std,
+                                           background=background, richardson_lucy=True)
+        report = None if progress is None else _nested(progress, k, len(images))
+        out.append(richardson_lucy_fixed(image, psf, numbers, pixel_size_um=pixel_size_um,
+                                         iterations=iterations, progress=report))
+    return torch.stack(out).reshape(y.shape)
+
+
+def richardson_lucy_fixed(y: torch.Tensor, psf: torch.Tensor, numbers: dict, *,
+                          pixel_size_um: float, iterations: int, pad: bool = True,
+                          progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Richardson–Lucy on one image (Y, X) with a plane's fixed ``numbers``. With ``pad`` the
+    image is mirror-extended first (as the Wiener solve is), so light that entered the field
+    from outside is explained by the extension, not piled onto the border pixels; a tile's
+    window already holds its context (``pad=False``)."""
+    scale = numbers["scale"]
+    if scale == 0:
+        return torch.zeros_like(y)
+    background = haze_background(y, psf, pixel_size_um=pixel_size_um, numbers=numbers) / scale
+    data = torch.stack((y / scale, background))
+    crop = (slice(None), slice(None))
+    if pad:   # by the PSF: the background already holds the haze filter's reach
+        data, crop = mirror_pad(data, tuple(psf.shape))
+    estimate = richardson_lucy_iterations(data[:1], data[1:], psf, iterations=iterations,
+                                          initial=numbers["initial"] / scale, progress=progress)
+    return estimate[0][crop] * scale
 
 
 def haze_background(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
-                    haze_sigma_um: float = DEFAULT_HAZE_SIGMA_UM, haze_std: float | str = "auto",
-                    background: float | str = "auto", regularization: float | str = "auto",
-                    noise_sigma: float | None = None, mean: float | None = None,
-                    center: float | None = None) -> torch.Tensor:
+                    numbers: dict) -> torch.Tensor:
     """Richardson–Lucy's fixed background for one image (Y, X): constant offset + posterior-mean
-    haze of the whitened solve, kept above a small positive floor."""
-    solve = whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um, haze_sigma_um=haze_sigma_um,
-                                   haze_std=haze_std, regularization=regularization,
-                                   noise_sigma=noise_sigma, mean=mean, center=center)
-    return (solve.haze + _offset(solve.dehazed, background)).clamp_min(_EPS)
+    haze of the Wiener solve with a plane's ``numbers``, kept above a small positive floor."""
+    solve = whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um, numbers=numbers)
+    floor = _EPS * numbers["scale"]
+    return (solve.haze + numbers["background"]).clamp_min(floor)
 
 
 def richardson_lucy_iterations(y: torch.Tensor, background_map: torch.Tensor, psf: torch.Tensor, *,
                                iterations: int, initial: float | None = None,
                                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """The multiplicative updates on images ``y`` (N, Y, X) with backgrounds (N, Y, X), from a
-    flat start: ``initial``, or the mean of ``(y − b)₊`` of each image."""
+    """The multiplicative updates on images ``y`` (N, Y, X) with backgrounds (N, Y, X) (both in
+    units of order 1), from a flat start: ``initial``, or the mean of ``(y − b)₊``."""
     blur = Blur(psf.to(y), tuple(y.shape[-2:]))
     data = y.clamp_min(0)
     norm = blur.A_adjoint(torch.ones_like(data)).clamp_min(_EPS)
@@ -115,124 +141,165 @@ def richardson_lucy_iterations(y: torch.Tensor, background_map: torch.Tensor, ps
 
 
 def deconvolution_parameters(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
-                             haze_sigma_um: float = DEFAULT_HAZE_SIGMA_UM,
+                             haze_sigma_um: float | str = "auto",
                              haze_std: float | str = "auto", regularization: float | str = "auto",
                              background: float | str = "auto",
                              richardson_lucy: bool = False) -> dict[str, float]:
     """Every data-dependent number the solvers above choose for the image ``y`` (Y, X), as fixed
-    values: ``regularization``, ``noise_sigma``, ``haze_std``, ``mean``, ``center``,
-    ``background`` (offset) and, for ``richardson_lucy``, ``initial`` (its flat start). Passing
-    them back to ``wiener_deblur`` / ``haze_background`` + ``richardson_lucy_iterations`` on any
-    window of ``y`` applies the same shift-invariant filter as the whole-image solve, which is
-    what makes tiling exact. With the weight, haze level and offset given, no solve is needed."""
-    if not richardson_lucy and "auto" not in (haze_std, regularization, background):
-        padded, _ = _padded(y, psf)
-        return dict(regularization=float(regularization), haze_std=float(haze_std),
-                    background=float(background), noise_sigma=float(estimate_noise_sigma(padded)),
-                    mean=float(y.mean()), center=float(padded.mean()))
-    solve = whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um, haze_sigma_um=haze_sigma_um,
-                                   haze_std=haze_std, regularization=regularization)
-    offset = _offset(solve.dehazed, background)
-    numbers = dict(regularization=solve.regularization, noise_sigma=solve.noise_sigma,
-                   haze_std=solve.haze_std, mean=solve.mean, center=solve.center, background=offset)
+    values (``FIXED``, image units; with ``richardson_lucy`` also ``initial``, its flat start).
+    Passing them back to ``wiener_deblur`` / ``richardson_lucy_fixed`` on any window of ``y``
+    (or on ``y`` itself) applies the same shift-invariant filter as the whole-image solve, which
+    is what makes tiling exact."""
+    solve = whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um,
+                                   haze_sigma_um=haze_sigma_um, haze_std=haze_std,
+                                   regularization=regularization, background=background)
+    numbers = dict(solve.numbers)
     if richardson_lucy:
-        background_map = (solve.haze + offset).clamp_min(_EPS)
+        scale = numbers["scale"]
+        background_map = (solve.haze + numbers["background"]).clamp_min(_EPS * scale)
         numbers["initial"] = float((y.clamp_min(0) - background_map).clamp_min(0).mean())
     return numbers
 
 
 def whitened_deconvolution(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
-                           haze_sigma_um: float = DEFAULT_HAZE_SIGMA_UM,
-                           haze_std: float | str = "auto",
+                           haze_sigma_um: float | str = "auto", haze_std: float | str = "auto",
                            regularization: float | str = "auto",
-                           noise_sigma: float | None = None, mean: float | None = None,
-                           center: float | None = None) -> WhitenedDeconvolution:
-    """``X = H* Y / (|H|² + r N)`` for one image (Y, X); see the module docstring.
-
-    The filters act on ``y − center`` and ``mean / H(0)`` is added back (the offset is not
-    separable from the object's mean). Defaults: ``center`` the mean of the mirror-padded image,
-    ``mean`` the image mean, ``noise_sigma`` (σ_w) the MAD estimate on the padded image. A tile
-    of a larger image passes the whole image's values, so every tile applies the same
-    shift-invariant filter as the whole-image solve."""
+                           background: float | str = "auto",
+                           numbers: dict | None = None) -> WhitenedDeconvolution:
+    """The Wiener solve of one image (Y, X) (module docstring). Without ``numbers`` (``FIXED``),
+    they
+    are estimated from ``y``: its scale, noise σ (MAD on the padded image, at least
+    ``noise_floor``), the fitted spectra, ``mean`` (the image mean), ``center`` (the mean of the
+    mirror-padded image, removed before filtering) and the offset. A tile of a larger image
+    passes the whole image's ``numbers``, so every tile applies the same filter."""
     padded, crop = _padded(y, psf)
-    shape = tuple(padded.shape)
-    sigma_px = haze_sigma_um / pixel_size_um
-    mean = float(y.mean()) if mean is None else float(mean)
-    center = float(padded.mean()) if center is None else float(center)
-    sigma_w = float(estimate_noise_sigma(padded)) if noise_sigma is None else float(noise_sigma)
-    haze_std = _auto_haze_std(padded, sigma_px) if haze_std == "auto" else float(haze_std)
-    otf, noise_psd, haze_psd = _spectra(psf.to(y), shape, sigma_px, haze_std, sigma_w)
-    spectrum = torch.fft.fft2(padded - center)
-    r = (_choose_weight(spectrum, otf.abs() ** 2, noise_psd) if regularization == "auto"
-         else float(regularization))
-    object_filter, haze_filter = _filters(otf, noise_psd, haze_psd, r)
-    dehazed = torch.fft.ifft2(object_filter * spectrum).real[crop] + mean / otf[0, 0].real
-    haze = torch.fft.ifft2(haze_filter * spectrum).real[crop]
-    return WhitenedDeconvolution(dehazed=dehazed, haze=haze, regularization=r, noise_sigma=sigma_w,
-                                 haze_std=haze_std, mean=mean, center=center)
+    given = numbers is not None
+    numbers = ({k: numbers[k] for k in FIXED} if given else
+               _estimate(y, padded, psf, pixel_size_um, haze_sigma_um, haze_std, regularization))
+    scale = numbers["scale"]
+    if scale == 0:  # an all-zero image
+        zero = torch.zeros_like(y)
+        return WhitenedDeconvolution(zero, zero, dict(numbers, background=0.0))
+    otf = torch.fft.fft2(embed_centered(psf.to(y), tuple(padded.shape)))
+    spectra = _spectra_of(numbers, pixel_size_um)
+    object_filter, haze_filter = _filters(otf, spectra, tuple(padded.shape),
+                                          numbers["regularization"])
+    spectrum = torch.fft.fft2((padded - numbers["center"]) / scale)
+    dehazed = (torch.fft.ifft2(object_filter * spectrum).real[crop] * scale
+               + numbers["mean"] / otf[0, 0].real)
+    haze = torch.fft.ifft2(haze_filter * spectrum).real[crop] * scale
+    if not given:
+        numbers["background"] = _offset(dehazed, background)
+    return WhitenedDeconvolution(dehazed=dehazed, haze=haze, numbers=numbers)
+
+
+def _estimate(y, padded, psf, pixel_size_um, haze_sigma_um, haze_std, regularization) -> dict:
+    """The automatic numbers of one image (image units); the fit runs on ``y / scale``."""
+    scale = image_scale(y)
+    numbers = dict(scale=scale, mean=float(y.mean()), center=float(padded.mean()),
+                   regularization=1.0 if regularization == "auto" else float(regularization))
+    if scale == 0:
+        return dict(numbers, amplitude=0.0, slope=0.0, haze_std=0.0,
+                    haze_sigma_um=_sigma_or(haze_sigma_um, 1.0), noise_sigma=0.0)
+    unit = y.double() / scale
+    noise = max(float(estimate_noise_sigma(unit)), noise_floor(unit))
+    mtf2 = torch.fft.fft2(embed_centered(_cropped(psf.double().to(y.device), tuple(y.shape)),
+                                         tuple(y.shape))).abs() ** 2
+    spectra = fit_spectra(unit, mtf2, pixel_size_um=pixel_size_um, noise_sigma=noise,
+                          haze_std=haze_std if haze_std == "auto" else float(haze_std) / scale,
+                          haze_sigma_um=haze_sigma_um)
+    return dict(numbers, amplitude=spectra.amplitude * scale ** 2, slope=spectra.slope,
+                haze_std=spectra.haze_std * scale,
+                haze_sigma_um=spectra.haze_sigma_px * pixel_size_um,
+                noise_sigma=spectra.noise_sigma * scale)
+
+
+def _cropped(psf: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """The PSF's centre, at most the (odd) size of an image it is larger than (its spectrum is
+    then only sampled as finely as the image's)."""
+    keep = [min(k, n - 1 + n % 2) for k, n in zip(psf.shape, shape)]
+    starts = [(k - m) // 2 for k, m in zip(psf.shape, keep)]
+    return psf[starts[0]:starts[0] + keep[0], starts[1]:starts[1] + keep[1]]
+
+
+def _sigma_or(haze_sigma_um, default: float) -> float:
+    return default if haze_sigma_um == "auto" else float(haze_sigma_um)
+
+
+def _spectra_of(numbers: dict, pixel_size_um: float) -> ImageSpectra:
+    """The fitted spectra in units of the image scale."""
+    scale = numbers["scale"]
+    return ImageSpectra(amplitude=numbers["amplitude"] / scale ** 2, slope=numbers["slope"],
+                        haze_std=numbers["haze_std"] / scale,
+                        haze_sigma_px=numbers["haze_sigma_um"] / pixel_size_um,
+                        noise_sigma=numbers["noise_sigma"] / scale)
+
+
+def image_scale(y: torch.Tensor) -> float:
+    """A positive number proportional to the image's intensities (its 99.9th percentile of
+    ``|y|``, or its maximum if that is 0): solves run on ``y / scale``. 0 for an all-zero
+    image."""
+    flat = y.detach().abs().flatten()
+    step = max(1, flat.numel() // 200_000)
+    scale = float(torch.quantile(flat[::step].double(), 0.999))
+    return scale if scale > 0 else float(flat.max())
+
+
+def noise_floor(unit: torch.Tensor) -> float:
+    """Smallest white-noise σ of an image in units of its scale: the quantisation noise of its
+    grey-level step (``step/√12``: 8-bit, 16-bit or binary data), at least
+    ``RELATIVE_NOISE_FLOOR``. A noise-free or binary image would otherwise make the Wiener
+    filter an inverse filter (a thresholded image came out at 10⁷ × its maximum)."""
+    step = max(1, unit.numel() // 200_000)
+    levels = torch.unique(unit.flatten()[::step])
+    gaps = torch.diff(levels)
+    gaps = gaps[gaps > 1e-12]
+    quantisation = float(gaps.min()) / 12 ** 0.5 if gaps.numel() else 0.0
+    return max(quantisation, RELATIVE_NOISE_FLOOR)
 
 
 def _padded(y: torch.Tensor, psf: torch.Tensor):
-    """The mirror-padded grid of the whitened solve: at least the PSF and 1/8 of the image."""
+    """The mirror-padded grid of the Wiener solve: at least the PSF and 1/8 of the image."""
     return mirror_pad(y, tuple(max(k, n // 8) for k, n in zip(psf.shape, y.shape[-2:])))
 
 
 def whitened_filters(psf: torch.Tensor, shape: tuple[int, int], *, pixel_size_um: float,
-                     haze_sigma_um: float, haze_std: float, noise_sigma: float,
-                     regularization: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The object filter ``H*/(|H|² + r N)`` and the haze filter ``r s_h²|K̂|²/(|H|² + r N)`` on
-    the FFT grid of ``shape`` (for measuring their reach: ``wsprior.halo``)."""
-    otf, noise_psd, haze_psd = _spectra(psf.double(), shape, haze_sigma_um / pixel_size_um,
-                                        haze_std, noise_sigma)
-    return _filters(otf, noise_psd, haze_psd, regularization)
+                     numbers: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The object and haze filters on the FFT grid of ``shape`` for a plane's ``numbers`` (for
+    measuring their reach: ``wsprior.halo``)."""
+    otf = torch.fft.fft2(embed_centered(psf.double(), shape))
+    return _filters(otf, _spectra_of(numbers, pixel_size_um), shape, numbers["regularization"])
 
 
-def _spectra(psf: torch.Tensor, shape: tuple[int, int], sigma_px: float, haze_std: float,
-             noise_sigma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """OTF, noise power spectrum ``σ_w² + s_h²|K̂_σ|²`` and its haze part, on ``shape``."""
-    otf = torch.fft.fft2(embed_centered(psf, shape))
-    haze_psd = haze_std ** 2 * StructuredNoise(sigma_px).power_spectrum(
-        shape, device=psf.device, dtype=psf.dtype)
-    return otf, noise_sigma ** 2 + haze_psd, haze_psd
+def noise_spectrum(numbers: dict, shape: tuple[int, int], *, pixel_size_um: float,
+                   device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``N(u) = σ_w² + s_h²|K̂_σ(u)|²`` (image units², per pixel) on the FFT grid of ``shape``."""
+    haze = StructuredNoise(numbers["haze_sigma_um"] / pixel_size_um).power_spectrum(
+        shape, device=device, dtype=torch.float64)
+    return (numbers["noise_sigma"] ** 2 + numbers["haze_std"] ** 2 * haze).to(dtype)
 
 
-def _filters(otf, noise_psd, haze_psd, r: float) -> tuple[torch.Tensor, torch.Tensor]:
-    denominator = otf.abs() ** 2 + r * noise_psd
-    return otf.conj() / denominator, r * haze_psd / denominator
-
-
-def _auto_haze_std(padded: torch.Tensor, sigma_px: float) -> float:
-    """``haze_std="auto"``: the standard deviation of the measurement low-passed by the haze's
-    power spectrum. The filter passes only about 1/3 of a haze field's variance (its own
-    spectrum, squared), the object's low frequencies add some: 0.05 for a true 0.08 on the
-    validation images (seeds 2000-2001). Correcting for the filter's attenuation made every
-    deblur method worse there (Wiener −0.2 dB, RL −0.2 dB, WS −1.9 dB), so it is kept."""
-    low_passed = StructuredNoise(sigma_px).power_spectrum(tuple(padded.shape), device=padded.device,
-                                                          dtype=padded.dtype)
-    low_passed = low_passed / low_passed[0, 0]
-    return float(torch.fft.ifft2(low_passed * torch.fft.fft2(padded)).real.std())
-
-
-def _choose_weight(spectrum, mtf2, noise_psd) -> float:
-    """Discrepancy principle over the OTF passband: the whitened residual energy equals the
-    number of passband frequencies (unit variance each). Frequencies beyond the cut-off are left
-    out: there the estimate is 0 for every ``r``, and their pure-noise residual would swamp the
-    equation (70 % of the bins at Nyquist sampling)."""
-    band = mtf2 > _PASSBAND * mtf2.max()
-    band[0, 0] = False
-    power = (spectrum.abs() ** 2 / noise_psd)[band]
-    mtf2, noise_psd = mtf2[band], noise_psd[band]
-    count = spectrum.numel()
-
-    def whitened_residual(r: float) -> float:
-        gain = r * noise_psd / (mtf2 + r * noise_psd)
-        return float((gain ** 2 * power).sum() / count)
-
-    return discrepancy_weight(whitened_residual, float(band.sum()), low=1e-6, high=1e6)
+def _filters(otf, spectra: ImageSpectra, shape, r: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``H*/(|H|² + r N/S)`` and the haze's ``(r s_h²G/S)/(|H|² + r N/S)``, continuous at DC
+    (a tile's own mean is filtered like the whole image's low frequencies)."""
+    f = radial_frequency(shape, device=otf.device)
+    specimen = spectra.specimen(f).clamp_min(1e-300)
+    ratio = spectra.noise(f) / specimen           # 0 where S is infinite
+    denominator = (otf.abs() ** 2 + r * ratio).clamp_min(1e-30)
+    object_filter = otf.conj() / denominator
+    haze_filter = r * spectra.haze(f) / specimen / denominator
+    return object_filter.to(otf.dtype), haze_filter.to(otf.real.dtype)
 
 
 def _offset(dehazed: torch.Tensor, background) -> float:
     if background == "auto":
         step = max(1, dehazed.numel() // 100_000)
-        return float(torch.quantile(dehazed.flatten()[::step], _BACKGROUND_PERCENTILE / 100))
+        return float(torch.quantile(dehazed.flatten()[::step].double(),
+                                    _BACKGROUND_PERCENTILE / 100))
     return float(background)
+
+
+def _nested(progress, index: int, total: int):
+    def report(done: int, steps: int) -> None:
+        progress(index * steps + done, total * steps)
+    return report

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from ...halo import filter_halo
+from ... import tiling
 from ...physics.idt import permittivity_to_ri
 from ...physics.optics import embed_centered
-from .deconvolution import (deconvolution_parameters, haze_background, richardson_lucy,
-                            richardson_lucy_iterations, whitened_filters, wiener_deblur)
+from . import deconvolution
+from .deconvolution import FIXED, deconvolution_parameters, richardson_lucy_fixed, whitened_filters
 from .idt import AUTO_REGULARIZATION_BAND, idt_tikhonov, idt_tikhonov_transfer
 from .tie import regularization_band, tie_regularization, tie_tikhonov, tikhonov_transfer
 
@@ -72,45 +73,46 @@ class DeblurTiles:
                 for plane in planes]
 
     def halo_floor(self, limit: int) -> None:
-        return None  # the reach depends on the estimated weight and noise levels
+        return None  # the reach depends on the estimated spectra
 
     def halo(self, params: dict, limit: int) -> tuple[int | None, int | None]:
         """Wiener: the object filter's reach. Richardson–Lucy: the haze-background filter's reach
         plus that of the iterations (the Landweber filter ``H* Σ_{j<k} (1 − |H|²)^j``, the
         linearisation of ``k`` RL steps), since the iterations read the background."""
         psf = _Key(self.psf)
-        numbers = {k: float(params[k]) for k in ("regularization", "haze_std", "noise_sigma")}
-        numbers.update(self.common)
+        numbers = {k: float(params[k]) for k in FIXED}
+        pixel = self.common["pixel_size_um"]
         if not self.rl:
-            return _whitened_halo(psf, 0, limit, **numbers)
-        haze = _whitened_halo(psf, 1, limit, **numbers)
+            return _whitened_halo(psf, 0, limit, pixel, **numbers)
+        haze = _whitened_halo(psf, 1, limit, pixel, **numbers)
         steps = _landweber_halo(psf, self.iterations, limit)
         return tuple(None if a is None or b is None else a + b for a, b in zip(haze, steps))
 
     def __call__(self, windows: torch.Tensor, params: Sequence[dict] | None,
                  where: Sequence) -> torch.Tensor:
-        psf = self.psf.to(windows)
         if params is None:
-            solve = richardson_lucy if self.rl else wiener_deblur
-            extra = dict(iterations=self.iterations) if self.rl else {}
-            return solve(windows, psf, **self.common, **self.automatic, **extra)
+            return torch.stack([self.whole_plane(w[0])[None] for w in windows])
+        psf = self.psf.to(windows)
         return torch.stack([self._solve(w[0], psf, p, place.inside)[None]
                             for w, p, place in zip(windows, params, where)])
 
-    def _solve(self, window, psf, params: dict, box: Box) -> torch.Tensor:
-        fixed = {k: params[k] for k in ("haze_std", "background", "regularization", "noise_sigma",
-                                        "mean", "center")}
+    def whole_plane(self, plane: torch.Tensor, progress=None) -> torch.Tensor:
+        """The untiled solve of one plane (Y, X), its numbers estimated as a tiled run estimates
+        them (on the centre ``ESTIMATE_EDGE``² of larger planes): tiled = untiled."""
+        edge = tuple(min(n, tiling.ESTIMATE_EDGE) for n in plane.shape)
+        crop = tiling.centre_slices(tuple(plane.shape), edge)
+        numbers = self.estimate(plane[crop][None, None])[0]
+        return self._solve(plane, self.psf.to(plane), numbers, None, progress)
+
+    def _solve(self, window, psf, params: dict, box: Box | None, progress=None) -> torch.Tensor:
         if not self.rl:
-            return wiener_deblur(window, psf, **self.common, **fixed)
-        background = haze_background(window, psf, **self.common, **fixed)
-        # RL blurs with zero padding at the image border, as the untiled solver does: iterate on
-        # the part of the window inside the image only.
-        inside = (slice(box[0], box[1]), slice(box[2], box[3]))
-        estimate = richardson_lucy_iterations(window[inside][None], background[inside][None], psf,
-                                              iterations=self.iterations, initial=params["initial"])
-        out = torch.zeros_like(window)
-        out[inside] = estimate[0]
-        return out
+            return deconvolution.wiener_deblur(window, psf, numbers=params,
+                                               pixel_size_um=self.common["pixel_size_um"])
+        # A window holds its context already: the neighbours', or the mirror continuation
+        # beyond the image border that the untiled solve pads with.
+        return richardson_lucy_fixed(window, psf, params, pad=box is None,
+                                     pixel_size_um=self.common["pixel_size_um"],
+                                     iterations=self.iterations, progress=progress)
 
 
 class TieTiles:
@@ -243,9 +245,11 @@ def _plain(value):
 # Halos are cached per process by the numbers that shape the filter: every block of a stack, and
 # every call with the same optics, reuses them.
 @functools.lru_cache(maxsize=64)
-def _whitened_halo(psf: _Key, which: int, limit: int, **numbers) -> tuple[int | None, int | None]:
-    """Reach of the whitened deconvolution's object (``which=0``) or haze (1) filter."""
-    return filter_halo(lambda shape: whitened_filters(psf.value, shape, **numbers)[which],
+def _whitened_halo(psf: _Key, which: int, limit: int, pixel_size_um: float,
+                   **numbers) -> tuple[int | None, int | None]:
+    """Reach of the Wiener deconvolution's object (``which=0``) or haze (1) filter."""
+    return filter_halo(lambda shape: whitened_filters(psf.value, shape, pixel_size_um=pixel_size_um,
+                                                      numbers=numbers)[which],
                        limit=limit, start=2 * max(psf.value.shape))  # the grid must hold the PSF
 
 
