@@ -283,7 +283,8 @@ def test_ws_takes_coarse_tie_structure_from_the_classical_estimate(tiny_prior):
     _, stack = _tie_case(7)
     stack = torch.as_tensor(stack)
     optics = {k: v for k, v in TIE_OPTICS.items() if k != "z_um"}
-    classical = tie_tikhonov(stack, TIE_OPTICS["z_um"], **optics)
+    # the noise-crossover weight: a classical estimate with strong coarse structure to keep
+    classical = tie_tikhonov(stack, TIE_OPTICS["z_um"], regularization="crossover", **optics)
     problem = tie_problem(stack, TIE_OPTICS["z_um"], classical=classical, **optics)
     assert problem.classical_scale_px == CLASSICAL_SCALE_PX
     kept, _ = ws_sample(problem, tiny_prior, steps=10)

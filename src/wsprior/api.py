@@ -80,7 +80,8 @@ def tie_phase(stack, *, z_um, wavelength_um, pixel_size_um, n_medium=1.0, method
     """Phase (rad) from a defocus stack ``(..., Z, Y, X)`` at depths ``z_um`` → ``(..., Y, X)``.
 
     ``method="tikhonov"``: FFT inverse Laplacian of the transport-of-intensity equation with
-    Tikhonov weight ``regularization`` (``"auto"``: SNR crossover). ``"ws"`` (default),
+    Tikhonov weight ``regularization`` (``"auto"``: the least expected error on simulated
+    fields like the measured one). ``"ws"`` (default),
     ``"dps"``, ``"score_ald"``, ``"ddnm"``: diffusion posterior sampling with ``prior`` around
     the Tikhonov solution. The phase is defined up to a constant: each result has zero mean.
     """

@@ -23,9 +23,12 @@ What is swept (stratified so that every level occurs in each part):
 * borders: ``"cut"`` — the specimen fills a field 1.5 times the size (1.5N × 1.5N, a margin
   of N/4 on every side: wider than any PSF or propagation blur of the cases), the whole field is
   simulated (light from outside the final field reaches its border) and the centre N × N is
-  kept: the realistic case; ``"periodic"`` — the specimen is made smooth-periodic on the N × N
-  field itself (``specimens.mirror_periodic`` of an N/2 × N/2 region) and simulated with
-  circular (FFT) convolution / propagation on exactly that field: nothing comes from outside.
+  kept: the realistic case; ``"periodic"`` — the specimen is made seamlessly periodic on the
+  N × N field itself (``specimens.wrap_periodic``: a 1.25N region whose outer strips are
+  cross-faded into the opposite border) and simulated with circular (FFT) convolution /
+  propagation on exactly that field: nothing comes from outside. A mirror-symmetric field
+  would be periodic too, but it is the one case a mirror-extending solver models exactly and
+  whose flux through the border the data cannot reveal, so it is not used.
 """
 from __future__ import annotations
 
@@ -187,8 +190,8 @@ def make_case(spec: dict, deblur_n_medium: bool = False) -> dict:
 
 
 def _simulation_shape(spec: dict) -> tuple[int, int]:
-    """The field the specimen is made on: 1.5N (cut) or N/2, mirrored to N (periodic)."""
-    n = 3 * FIELD // 2 if spec["border"] == "cut" else FIELD // 2
+    """The field the specimen is made on: 1.5N (cut) or 1.25N, wrapped to N (periodic)."""
+    n = 3 * FIELD // 2 if spec["border"] == "cut" else 5 * FIELD // 4
     return n, n
 
 
@@ -198,7 +201,7 @@ def _content(spec: dict, shape, rng, zoom=None) -> tuple[np.ndarray, dict]:
 
 
 def _periodic(image: np.ndarray, spec: dict) -> np.ndarray:
-    return specimens.mirror_periodic(image) if spec["border"] == "periodic" else image
+    return specimens.wrap_periodic(image, FIELD) if spec["border"] == "periodic" else image
 
 
 def _simulate_deblur(spec: dict, rng):
@@ -248,7 +251,7 @@ def _simulate_tie(spec: dict, rng):
 
 def _simulate_idt(spec: dict, rng):
     shape = _simulation_shape(spec)
-    field = (shape[0] * 2, shape[1] * 2) if spec["border"] == "periodic" else shape
+    field = (FIELD, FIELD) if spec["border"] == "periodic" else shape
     delta_n, kappa, record = _idt_volume(spec, shape, rng)
     delta_n, kappa = _periodic(delta_n, spec), _periodic(kappa, spec)
     optics = dict(wavelength_um=spec["wavelength_um"], na=spec["na"],

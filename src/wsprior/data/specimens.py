@@ -189,9 +189,24 @@ def phantom_delta_n(n_slices: int, shape: tuple[int, int], pixel_size_um: float,
                           max_kappa=max_delta_n / 5)
 
 
-def mirror_periodic(quarter: np.ndarray) -> np.ndarray:
-    """``quarter`` (..., Y, X) and its mirror images as one smooth-periodic field (..., 2Y, 2X):
-    ``[[q, q⃖], [q⃖, q⃡]]`` (even extension). The FFT-periodic continuation of the result has no
-    seam: the specimen of the benchmark's *periodic* border regime."""
-    top = np.concatenate([quarter, quarter[..., :, ::-1]], axis=-1)
-    return np.ascontiguousarray(np.concatenate([top, top[..., ::-1, :]], axis=-2))
+def wrap_periodic(region: np.ndarray, size: int) -> np.ndarray:
+    """A ``size × size`` field whose FFT-periodic continuation has no seam, from ``region``
+    (..., size + b, size + b): the strips beyond ``size`` are cross-faded (sin² weights that sum
+    to one) into the field's first ``b`` rows and columns. Unlike a mirror extension the result
+    has no symmetry, so a solver that assumes mirror-symmetric data gets no exact case: the
+    benchmark's *periodic* border regime."""
+    out = region
+    for axis in (-2, -1):
+        out = _wrap_axis(out, size, axis)
+    return np.ascontiguousarray(out)
+
+
+def _wrap_axis(region: np.ndarray, size: int, axis: int) -> np.ndarray:
+    band = region.shape[axis] - size
+    if band <= 0:
+        raise ValueError(f"region: needs more than {size} samples along axis {axis}")
+    moved = np.moveaxis(region, axis, -1)
+    rise = np.sin(0.5 * np.pi * (np.arange(band) + 0.5) / band) ** 2
+    field = moved[..., :size].copy()
+    field[..., :band] = rise * moved[..., :band] + (1 - rise) * moved[..., size:]
+    return np.moveaxis(field, -1, axis)

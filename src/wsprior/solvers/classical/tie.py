@@ -56,6 +56,7 @@ def tie_tikhonov(stack, z_um: Sequence[float], *, wavelength_um: float, pixel_si
     if mean_intensity is not None:
         given = torch.as_tensor(mean_intensity, dtype=didz.dtype, device=didz.device)
         i0 = given.expand_as(i0) if given.ndim == 0 else given.reshape(i0.shape)
+    _check_mean_intensity(i0)
     spectrum, symbol = _extended_spectrum(didz, pixel_size_um)
     if isinstance(regularization, str):
         r = _automatic_r(regularization, stack, z_um, spectrum, symbol, pixel_size_um)
@@ -64,6 +65,14 @@ def tie_tikhonov(stack, z_um: Sequence[float], *, wavelength_um: float, pixel_si
     phase_hat = (k / i0) * spectrum * _tikhonov_filter(symbol, r[..., None, None])
     phase = torch.fft.ifft2(phase_hat).real[..., : didz.shape[-2], : didz.shape[-1]]
     return phase - phase.mean(dim=(-2, -1), keepdim=True) if remove_mean else phase
+
+
+def _check_mean_intensity(i0: torch.Tensor) -> None:
+    """TIE divides by the mean intensity ``I0``: an empty (all-zero) or negative stack has none."""
+    lowest = float(i0.min())
+    if not (lowest > 0 and math.isfinite(lowest)):
+        raise ValueError(f"stack: the mean intensity of every defocus stack must be positive "
+                         f"(a brightfield image of the specimen); got {lowest:.3g}")
 
 
 def tikhonov_transfer(shape: tuple[int, int], pixel_size_um: float, regularization: float,
