@@ -70,7 +70,7 @@ def screenshot(task: str, folder: Path) -> Path:
         viewer.layers.selection.active = viewer.layers[output]
         grid = getattr(viewer.canvas, "grid", None) or viewer.grid  # napari ≥ 0.9: canvas.grid
         grid.enabled = True  # measurement and result side by side (the truth stays hidden)
-        viewer.scale_bar.visible = True  # in µm: the layers carry napari units
+        scale_bar(viewer).visible = True  # in µm: the layers carry napari units
         viewer.reset_view()
         settle()
         tidy_for_screenshot()
@@ -80,6 +80,15 @@ def screenshot(task: str, folder: Path) -> Path:
         return path
     finally:
         viewer.close()
+
+
+def scale_bar(viewer):
+    """The scale-bar overlay (napari ≥ 0.9: ``viewer.canvas.overlays``; ``viewer.scale_bar``
+    before, deprecated since)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    bar = getattr(overlays, "scale_bar", None)
+    return viewer.scale_bar if bar is None else bar
 
 
 def tidy_for_screenshot() -> None:
@@ -151,7 +160,7 @@ def all_widgets_screenshot(folder: Path) -> Path:
         wait(lambda: not deblur.running)
         for layer in viewer.layers:
             layer.visible = layer.name == "deblurred (rl)"
-        viewer.scale_bar.visible = True
+        scale_bar(viewer).visible = True
         settle()
         fit_view(viewer, viewer.layers["deblurred (rl)"])
         settle()
