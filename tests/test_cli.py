@@ -169,3 +169,53 @@ def test_interrupted_zarr_output_resumes_to_the_uninterrupted_result(tmp_path, m
     assert cli.main([*argv, "-o", str(target)]) == 0
     assert len(written) == 2         # planes 3 and 4; 1 and 2 were written before the interrupt
     np.testing.assert_array_equal(storage.open_array(target).compute(), whole)
+
+
+@pytest.mark.parametrize("stop_at, state_steps", [(2, None), (7, 6)])
+def test_interrupted_training_keeps_no_loss_log_beyond_its_saved_state(tmp_path, monkeypatch,
+                                                                       capsys, stop_at,
+                                                                       state_steps):
+    """Ctrl-C during ``wsprior train``: no prior; before the first saved state no loss log
+    either (no half-written file); after one, the state and the log of its steps only (the
+    rerun resumes and appends from there)."""
+    import torch
+
+    from wsprior.prior import train as training
+    from wsprior.prior.train import training_state_files
+
+    real = training.train
+
+    def interrupted(config, output, *, progress=None, **kwargs):
+        def then_stop(step, total, loss):
+            progress(step, total, loss)
+            if step == stop_at:
+                raise KeyboardInterrupt
+        return real(config, output, progress=then_stop, **kwargs)
+
+    monkeypatch.setattr(training, "train", interrupted)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network trains fastest on one thread
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "network": {"base_channels": 8, "channel_multipliers": [1, 2], "time_embedding": 16,
+                    "groups": 4},
+        "synthetic_images": 4, "synthetic_size": 32, "patch_size": 16, "batch_size": 2,
+        "steps": 1000, "checkpoint_every": 3, "device": "cpu"}))
+    output = tmp_path / "out" / "prior.safetensors"
+    try:
+        code = cli.main(["train", "-o", str(output), "--config", str(config)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "interrupted; no prior written" in err and ".zarr" not in err, err
+    state, sidecar, log = training_state_files(output)
+    assert not output.exists() and not output.with_suffix(".json").exists()
+    if state_steps is None:
+        assert sorted(p.name for p in output.parent.iterdir()) == []
+        assert "no training state saved yet" in err
+    else:
+        assert wsprior.load_prior(state).metadata.steps == state_steps and sidecar.exists()
+        steps = [int(row.split(",")[0]) for row in log.read_text().splitlines()[1:]]
+        assert steps == list(range(1, state_steps + 1))
+        assert f"training state at step {state_steps} kept" in err

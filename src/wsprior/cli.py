@@ -526,9 +526,21 @@ def _run_train(args: argparse.Namespace) -> int:
     config = validated(TrainConfig, **values)
     _check_output(Path(args.output))
     _check_compute(None, None, config.device)
-    with _Progress(f"train {config.kind}", keep=True) as progress:
-        path = train(config, args.output, command="wsprior " + " ".join(sys.argv[1:]),
-                     progress=lambda step, total, loss: progress(step, total, f"loss {loss:.4f}"))
+    try:
+        with _Progress(f"train {config.kind}", keep=True) as progress:
+            path = train(config, args.output, command="wsprior " + " ".join(sys.argv[1:]),
+                         progress=lambda step, total, loss: progress(step, total,
+                                                                     f"loss {loss:.4f}"))
+    except KeyboardInterrupt:
+        # the loss log keeps the steps of the saved state (a rerun appends from there), or goes
+        from ._training_files import trim_loss_log
+
+        state = trim_loss_log(args.output, config)
+        kept = (f"training state at step {state.steps} kept: rerun the same command to resume"
+                if state else "no training state saved yet (one every "
+                              f"{config.checkpoint_every} steps)")
+        print(f"wsprior: interrupted; no prior written ({kept})", file=sys.stderr)
+        return 130
     print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0
 

@@ -3,7 +3,6 @@ in a worker thread → a ``.safetensors`` prior (+ ``.json``), then optionally a
 unconditional samples drawn from it. A napari Image layer can add training images."""
 from __future__ import annotations
 
-import csv
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +10,11 @@ from pathlib import Path
 import numpy as np
 from magicgui.widgets import ComboBox
 from napari.layers import Image
-from pydantic import ValidationError
 
 from .. import io
 from .._arrays import resolve_device
-from ..prior.checkpoint import PriorMetadata
-from ..prior.diffusion_prior import load_prior, prior_metadata
+from .._training_files import saved_state, trim_loss_log
+from ..prior.diffusion_prior import load_prior
 from ..prior.train import TrainConfig, fitted_to_starting_prior, train, training_state_files
 from ._common import Cancelled, RunnerWidget
 from ._fields import (Field, bool_field, choice_field, header, int_field, path_field,
@@ -281,23 +279,6 @@ def training_work(config: TrainConfig, params: dict, output: Path, layer: Image 
     return work
 
 
-def trim_loss_log(output: Path, config: TrainConfig) -> None:
-    """After Cancel: the loss log keeps only the steps of the saved training state (a resumed
-    run appends from there), and goes when no state was saved."""
-    log = training_state_files(output)[2]
-    state = saved_state(output)
-    if state is None or not log.is_file():
-        log.unlink(missing_ok=True)
-        return
-    start = prior_metadata(config.init_from).steps if config.init_from else 0
-    kept_steps = state.steps - start  # the log counts this run's steps; the state all of them
-    with log.open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= kept_steps]
-    with log.open("w", newline="") as handle:
-        csv.writer(handle).writerows(kept)
-
-
 # ------------------------------------------------------------------------------ sample layer
 def mosaic(samples: np.ndarray, *, fill: float) -> np.ndarray:
     """``(n, P, P)`` samples side by side in one 2D image (at most 8 per row, ``fill`` between
@@ -382,17 +363,6 @@ def check_resumable(output: Path, config: TrainConfig) -> None:
             f"{state.network.base_channels} channels, not {config.kind} with "
             f"{config.network.base_channels}; untick 'resume' to start over or choose another "
             f"output")
-
-
-def saved_state(output: Path) -> PriorMetadata | None:
-    """Metadata of the resumable training state beside ``output`` (from its JSON sidecar)."""
-    state, sidecar, _ = training_state_files(output)
-    if not (state.is_file() and sidecar.is_file()):
-        return None
-    try:
-        return PriorMetadata.model_validate_json(sidecar.read_text())
-    except (OSError, ValidationError):
-        return None
 
 
 def cli_equivalent(config: TrainConfig, output: Path, layer: Image | None) -> str:
