@@ -151,3 +151,25 @@ def test_an_error_during_the_run_starts_on_its_own_line(tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert "\nwsprior: error: the sampler diverged" in err, repr(err)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (("sample", "--prior", "missing.safetensors"), ("--prior", "does not exist")),
+    (("sample", "--device", "cuda"), ("--device cuda", "no CUDA GPU")),
+    (("train", "--init-from", "missing.safetensors", "--steps", "2"),
+     ("--init-from", "does not exist")),
+    (("train", "--device", "cuda", "--steps", "2"), ("--device cuda", "no CUDA GPU")),
+])
+def test_train_and_sample_mistakes_are_one_line_before_any_work(tmp_path, capsys, monkeypatch,
+                                                                argv, words):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    output = tmp_path / "out" / ("grid.png" if argv[0] == "sample" else "prior.safetensors")
+    assert_one_line_error(capsys, cli.main([argv[0], "-o", str(output), *argv[1:]]), *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_and_sample_describe_themselves(capsys):
+    assert "demo.png" in help_text(capsys, "demo").split("options:")[0]
+    assert "PNG grid" in help_text(capsys, "sample").split("options:")[0]

@@ -258,6 +258,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="reconstruct the bundled samples with every method; write TIFFs, "
                      "metrics.md and demo.png (a few minutes on a CPU)",
+        description="Reconstruct the bundled samples (deblur + dehaze, TIE, IDT) with every "
+                    "method and write the results as TIFFs, their metrics against the ground "
+                    "truth (metrics.md) and a figure (demo.png); a few minutes on a CPU.",
         formatter_class=_HelpFormatter)
     demo.add_argument("-o", "--output", default="demo_output", metavar="FOLDER",
                       help="output folder (default: %(default)s)")
@@ -347,23 +350,31 @@ def _check_output(path: Path) -> None:
 
 def _check_compute(method: str | None, prior: str | None, device: str) -> None:
     """The prior of a diffusion method exists and is a prior; a CUDA device exists."""
-    if method in DIFFUSION_METHODS and prior not in (None, *SHIPPED_PRIORS):
-        from .prior.diffusion_prior import prior_metadata
-
-        path = Path(prior).expanduser()
-        if not path.is_file():
-            raise ValueError(f"--prior: {path} does not exist (give a .safetensors file from "
-                             f"'wsprior train', or one of {', '.join(SHIPPED_PRIORS)})")
-        try:
-            prior_metadata(path)
-        except ValueError as error:
-            raise ValueError(f"--prior: {error}") from None
+    if method in DIFFUSION_METHODS:
+        _check_prior(prior)
     if str(device).startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError(f"--device {device}: this computer has no CUDA GPU (or torch was "
                              f"installed without CUDA); use --device auto or cpu")
+
+
+def _check_prior(prior: str | None, flag: str = "--prior") -> None:
+    """A shipped prior's name, or a .safetensors file that exists and holds a prior (its
+    header alone is read)."""
+    if prior in (None, *SHIPPED_PRIORS):
+        return
+    from .prior.diffusion_prior import prior_metadata
+
+    path = Path(prior).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{flag}: {path} does not exist (give a .safetensors file from "
+                         f"'wsprior train', or one of {', '.join(SHIPPED_PRIORS)})")
+    try:
+        prior_metadata(path)
+    except ValueError as error:
+        raise ValueError(f"{flag}: {error}") from None
 
 
 _SHAPE_RULES = {  # task → (parameter counted, its count as a sentence, what is needed)
@@ -496,7 +507,9 @@ def _add_prior_commands(commands) -> None:
     train.set_defaults(handler=_run_train)
     sample = commands.add_parser(
         "sample", formatter_class=_HelpFormatter,
-        help="draw unconditional samples from a prior into a PNG grid (what it learned)")
+        help="draw unconditional samples from a prior into a PNG grid (what it learned)",
+        description="Draw unconditional samples from a diffusion prior into a PNG grid: what "
+                    "the prior has learned.")
     sample.add_argument("-o", "--output", required=True, metavar="PNG", help="PNG file")
     sample.add_argument("--prior", default="default", metavar="PRIOR",
                         help="default, conventional, haze or a .safetensors file "
@@ -525,6 +538,7 @@ def _run_train(args: argparse.Namespace) -> int:
         values["network"] = {**values.get("network", {}), "base_channels": args.base_channels}
     config = validated(TrainConfig, **values)
     _check_output(Path(args.output))
+    _check_prior(config.init_from, "--init-from")
     _check_compute(None, None, config.device)
     try:
         with _Progress(f"train {config.kind}", keep=True) as progress:
@@ -555,6 +569,8 @@ def _run_sample(args: argparse.Namespace) -> int:
     from .prior.diffusion_prior import load_prior
 
     _check_output(Path(args.output))
+    _check_prior(args.prior)
+    _check_compute(None, None, args.device)
     prior = load_prior(args.prior, device=resolve_device(args.device))
     with tqdm(total=args.steps, desc="sample", unit="step") as bar:
         samples = prior.sample((args.count, args.size, args.size), steps=args.steps, seed=args.seed,
