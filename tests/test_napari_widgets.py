@@ -404,6 +404,27 @@ def test_cuda_without_a_gpu_is_reported_before_the_run(qtbot, task, notes, monke
                                         "CUDA GPU"), notes["error"]
 
 
+def test_files_that_cannot_be_written_or_read_are_messages_not_tracebacks(task, notes, tmp_path,
+                                                                          monkeypatch):
+    _, widget = task("tie")
+    target = tmp_path / "read_only" / "tie.yaml"
+    target.parent.mkdir()
+    with monkeypatch.context() as patch:  # a folder the user may not write to (tests run as root)
+        patch.setattr(io.os, "access", lambda path, mode: False)
+        assert not widget._guarded(lambda: widget.save_parameters(target))
+    assert notes["error"] == [f"TIE phase: Cannot write tie.yaml: {target.parent} is not "
+                              f"writable"]
+    assert list(target.parent.iterdir()) == []
+
+    def denied(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied", str(target))
+    monkeypatch.setattr(io, "read_parameters", denied)  # e.g. a file of another user
+    assert not widget._guarded(lambda: widget.load_parameters(target))
+    assert notes["error"][-1] == f"TIE phase: {target}: Permission denied"
+    widget.save_parameters(tmp_path / "new folder" / "tie.yaml")  # its folder is created
+    assert (tmp_path / "new folder" / "tie.yaml").is_file()
+
+
 def test_deblur_offers_one_of_wiener_and_tikhonov(task, tmp_path, notes):
     _, widget = task("deblur_dehaze")
     combo = widget.fields["method"].widget

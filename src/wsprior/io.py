@@ -83,6 +83,7 @@ def read_parameters(path: str | Path) -> dict:
 
 def write_parameters(path: str | Path, values: dict) -> Path:
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(_plain(values), sort_keys=False))
     return path
 

@@ -148,6 +148,10 @@ class RunnerWidget(Container):
         except ValueError as error:
             self._report_error(str(error))
             return False
+        except OSError as error:  # a file that cannot be read or written: a message, no traceback
+            where = f"{error.filename}: " if error.filename else ""
+            self._report_error(f"{where}{error.strerror or error}")
+            return False
 
     # -- layer list ---------------------------------------------------------------------------
     def _follow_layers(self) -> None:
@@ -188,13 +192,11 @@ class RunnerWidget(Container):
         """Validate in the GUI thread (immediate feedback), then work in a worker thread."""
         if self.running:
             return
-        try:
-            work, finish, what = self._prepare_run()
-        except ValueError as error:
-            self._report_error(str(error))
+        prepared = []
+        if not self._guarded(lambda: prepared.append(self._prepare_run())):
             self.status.value = "not started — see the notification"
             return
-        self._start(work, finish, what)
+        self._start(*prepared[0])
 
     def cancel(self, *_args) -> None:
         if self.running:
@@ -409,7 +411,7 @@ class TaskWidget(RunnerWidget):
         """Write the parameters as a YAML usable with ``wsprior <task> --config``."""
         params = self.parameters()
         self.check_parameters(params)
-        return io.write_parameters(path, params)
+        return io.write_parameters(io.check_writable(path), params)
 
     def load_parameters(self, path: str | Path) -> dict:
         """Read a YAML in the CLI schema, check it, and set the widgets."""
