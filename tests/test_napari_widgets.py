@@ -377,6 +377,10 @@ def test_idt_permittivity_with_uncertainty_gives_real_imag_and_std_layers(
                                    "defocus value"),
     ("tie", {"method": "ws", "prior": "/nowhere/mine.safetensors"},
      "TIE phase: Prior file (.safetensors): /nowhere/mine.safetensors does not exist"),
+    ("idt", {"slice_thickness_um": -1.0}, "IDT: Slice thickness (µm) must be > 0; got -1"),
+    ("idt", {"slice_thickness_um": [1.0, 2.0]},
+     "IDT: Slice thickness (µm) needs one value, or one per slice depth (3 in slice depths z "
+     "(µm)); got 2 values"),
 ])
 def test_errors_use_the_widget_s_words_before_the_run(qtbot, task, notes, name, change,
                                                       expected):

@@ -128,6 +128,25 @@ class IdtWidget(TaskWidget):
             raise ValueError(f"a single slice depth needs a {labels['slice_thickness_um']} "
                              f"('auto' takes the spacing of several depths)")
 
+    def check_parameters(self, params: dict) -> None:
+        super().check_parameters(params)
+        self._check_thickness(params)
+
+    def _check_thickness(self, params: dict) -> None:
+        """One positive thickness, or one per slice depth (the api's rule, checked before the
+        run and worded by the fields)."""
+        thickness = params["slice_thickness_um"]
+        if thickness is None:
+            return
+        labels, values = self.field_labels(), np.atleast_1d(thickness)
+        label = labels["slice_thickness_um"]
+        if not np.all(values > 0):
+            raise ValueError(f"{label} must be > 0; got {format_floats(values)}")
+        count = len(params["z_um"])
+        if len(values) not in (1, count):
+            raise ValueError(f"{label} needs one value, or one per slice depth ({count} in "
+                             f"{labels['z_um']}); got {len(values)} values")
+
     def _check_input(self, layer, params: dict) -> None:
         count, rows = self._image_count(layer), len(params["illumination_na"])
         if count is None:
