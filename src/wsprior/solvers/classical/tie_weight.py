@@ -18,7 +18,8 @@ This rule estimates the expected error of every weight on fields *like the measu
    not), their exact ``∂I/∂z`` is cropped to the field and measured with the data's noise;
 3. the solver runs on each draw; by Parseval on the mirror-extended grid (the estimate and the
    mirrored truth are both even) the error of every weight is a sum over frequencies, so a
-   whole grid of weights costs one FFT per draw. The weight with the least mean error wins.
+   whole grid of weights costs one FFT per draw. The weight with the least mean error wins,
+   unless the zero phase (``r = ∞``) is expected to do as well.
 
 Large planes are estimated on a binned copy (the weight lives at low frequencies), which also
 keeps the cost below a second.
@@ -44,6 +45,10 @@ _MEASURED_SNR = 1.0
 #: and of the ramp over which the simulated specimen fades to that activity.
 ACTIVITY_BAND = 0.04
 BORDER_BAND = 0.1
+#: The zero phase (``r = ∞``) is returned unless some weight's expected error is below this
+#: share of the zero phase's: a weak or noisy defocus signal, whose phase no weight recovers,
+#: must not come out worse than no phase at all.
+ZERO_RISK_SHARE = 1.0
 _HIGH_FREQUENCY_SLOPE = -6.0
 _SEED = 0
 
@@ -55,12 +60,14 @@ def simulated_risk_weight(stack: torch.Tensor, z_um, *, pixel_size_um: float, no
     didz, _ = intensity_derivative(stack.double(), z_um)
     didz, pixel, noise_sigma = _binned(didz.reshape(didz.shape[-2:]), pixel_size_um, noise_sigma)
     spectrum = _phase_spectrum(didz, noise_sigma, pixel)
-    if spectrum is None:              # the data are noise at every frequency
-        return band[1]
+    if spectrum is None:              # the data are noise at every frequency: the zero phase
+        return math.inf
     weights = torch.logspace(math.log10(band[0]), math.log10(band[1]), candidates,
                              dtype=torch.float64)
-    risk = _expected_error(didz.shape, pixel, spectrum, noise_sigma,
-                           border_activity(didz, noise_sigma), weights)
+    risk, zero_risk = _expected_error(didz.shape, pixel, spectrum, noise_sigma,
+                                      border_activity(didz, noise_sigma), weights)
+    if float(risk.min()) >= ZERO_RISK_SHARE * zero_risk:
+        return math.inf               # no weight is expected to beat the zero phase
     return float(weights[int(torch.argmin(risk))])
 
 
@@ -148,8 +155,9 @@ def _mirror(x: torch.Tensor) -> torch.Tensor:
 
 
 def _expected_error(field, pixel_size_um: float, spectrum, noise_sigma: float, activity: float,
-                    weights: torch.Tensor) -> torch.Tensor:
-    """Mean zero-mean squared error of the Tikhonov estimate for each weight (module docstring):
+                    weights: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Mean zero-mean squared error of the Tikhonov estimate for each weight (module docstring),
+    and that of the zero phase (``r = ∞``):
     ``Σ_u |F_r D − T|² = Σ_u F_r²|D|² − 2 F_r Re(D T̄) + |T|²`` with the draws' sums of
     ``|D|²``, ``Re(D T̄)`` and ``|T|²`` over the mirror-extended grid (DC left out: the mean)."""
     ny, nx = field
@@ -176,4 +184,5 @@ def _expected_error(field, pixel_size_um: float, spectrum, noise_sigma: float, a
     safe = torch.where(laplacian > 0, laplacian, torch.ones_like(laplacian))
     risk = torch.stack([(gain ** 2 * data_power - 2 * gain * cross).sum()
                         for gain in (safe / (safe ** 2 + w) for w in weights.tolist())])
-    return (risk + truth_power.sum()) / (DRAWS * (4 * ny * nx) ** 2)
+    norm = DRAWS * (4 * ny * nx) ** 2
+    return (risk + truth_power.sum()) / norm, float(truth_power.sum()) / norm
