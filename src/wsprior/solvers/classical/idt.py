@@ -30,6 +30,8 @@ counts and strong scattering it asks for too little regularisation, hence the lo
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -172,8 +174,12 @@ def _choose_weight(solver: _FrequencySolver, c, sigma, n_pix, regularization) ->
         return positive("regularization", regularization)
     target = n_pix * float(sigma.double().square().mean()) * solver.rank
     low, high = AUTO_REGULARIZATION_BAND
-    return discrepancy_weight(lambda r: solver.range_residual_sq(c, r), target,
-                              low=low, high=high)
+    weight = discrepancy_weight(lambda r: solver.range_residual_sq(c, r), target,
+                                low=low, high=high)
+    # Where the residual is flat in r, the float32 rounding of a rescaled input moved r by
+    # ~1e-4: snapped to a grid of 1 % steps, f(c·y) = f(y) holds (to 1e-6) but near a grid line.
+    step = math.log(1.01)
+    return min(max(math.exp(round(math.log(weight) / step) * step), low), high)
 
 
 def _default_thickness(z: np.ndarray, slice_thickness_um) -> np.ndarray | float:
