@@ -569,6 +569,10 @@ def markdown(report: dict) -> str:
            "in dB; TIE, IDT: zero-mean RMSE, ratio auto / best. Every per-case number, the crop "
            "of every specimen and the list of test-part images (`test_part_sources`, to be "
            "excluded from training) are in `benchmarks/results/robustness.json`.", ""]
+    if report.get("ws_command"):
+        out += [f"`ws` rows (the default WS sampler with the shipped prior, compared with the "
+                f"first classical method's best fixed result): `{report['ws_command']}` — revision "
+                f"{report['ws_revision']}, {report['ws_wall_minutes']:.0f} min.", ""]
     out += _targets_table(report) + _summary_table(report) + _worst_table(report)
     out += _breakdown_table(report) + _pollen_lines(report) + _equivariance_table(report)
     out += _degenerate_table(report) + _tiling_table(report)
@@ -602,9 +606,15 @@ def _worst_table(report: dict) -> list[str]:
     for entry in report["worst"]:
         lines.append(f"| {entry['task']} | {entry['method']} | {entry['id']} | "
                      f"{_fmt_cmp(entry['task'], entry['comparison'])} | {entry['auto']:.3g} | "
-                     f"{entry['best']:.3g} ({entry['best_params']}) | {entry['trivial']:.3g} | "
+                     f"{_best_cell(entry)} | {entry['trivial']:.3g} | "
                      f"{entry['description']} |")
     return lines + [""]
+
+
+def _best_cell(entry: dict) -> str:
+    if not math.isfinite(entry["best"]):       # ws: compared with the classical method's best
+        return "classical best"
+    return f"{entry['best']:.3g} ({entry['best_params']})"
 
 
 def _breakdown_table(report: dict) -> list[str]:
@@ -799,6 +809,40 @@ def run(args) -> dict:
     return report
 
 
+def add_ws(report: dict, args) -> dict:
+    """The saved ``report`` with the default WS sampler run on the chosen part's cases and
+    compared with the first classical method's best fixed result (the classical grids are not
+    rerun: the cases are regenerated from their seeds)."""
+    started = time.perf_counter()
+    parts = cases_module.PARTS if args.part == "all" else (args.part,)
+    n_medium = report["deblur_n_medium_passed"]
+    by_id = {r["id"]: r for r in report["rows"]}
+    for task in args.tasks:
+        for part in parts:
+            for spec in cases_module.case_specs(task, part):
+                row = by_id[spec["id"]]
+                case = load_case(spec, args.cache_dir, n_medium)
+                reference = row["methods"][CLASSICAL[task][0]]["best"]["score"]
+                row["methods"]["ws"] = _auto_result(case, "ws", row["trivial"], reference)
+                _print_row(row)
+    methods_by_task = {}
+    for r in report["rows"]:
+        methods_by_task.setdefault(r["task"], [])
+        for m in r["methods"]:
+            if m not in methods_by_task[r["task"]]:
+                methods_by_task[r["task"]].append(m)
+    report["summary"] = [s for task in methods_by_task for method in methods_by_task[task]
+                         for part in cases_module.PARTS if (s := summarize(report["rows"], task, method, part))]
+    report["worst"] = _worst_entries(report["rows"], methods_by_task)
+    report["breakdown"] = {f"{t}/{m}": breakdown(report["rows"], t, m) for t in methods_by_task
+                           for m in methods_by_task[t]}
+    report["targets"] = targets(report)
+    report["ws_command"] = invoked_command("robustness.py", args.argv)
+    report["ws_revision"] = _revision()
+    report["ws_wall_minutes"] = (time.perf_counter() - started) / 60
+    return report
+
+
 def _print_row(row: dict) -> None:
     cells = [f"{m}: auto {v['auto']:.4g} best {v.get('best', {}).get('score', math.nan):.4g} "
              f"({_fmt_cmp(row['task'], v['comparison'])}{', WORSE than trivial' if v['worse_than_trivial'] else ''})"
@@ -854,13 +898,20 @@ def main(argv=None) -> None:
                         help="print the section; write the JSON but not the docs")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="re-render the docs section from a saved JSON (runs nothing)")
+    parser.add_argument("--add-ws", type=Path, default=None,
+                        help="add the default WS sampler to a saved JSON (--part, --tasks) "
+                             "and rewrite it and the docs section")
     args = parser.parse_args(argv)
     args.argv = argv
     if args.from_json is not None:
         report = _restored(json.loads(args.from_json.read_text()))
         publish(markdown(report), args.output, "robustness", dry_run=args.dry_run)
         return
-    report = run(args)
+    if args.add_ws is not None:
+        report = add_ws(_restored(json.loads(args.add_ws.read_text())), args)
+        args.json = args.json or args.add_ws
+    else:
+        report = run(args)
     path = args.json or (None if args.quick else RESULTS)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
