@@ -65,12 +65,7 @@ DEGENERATE_BOUND = 10.0
 
 
 # ----------------------------------------------------------------------------- scoring
-def fitted_psnr(truth: np.ndarray, estimate: np.ndarray) -> float:
-    """PSNR (data range of the truth) of ``a·estimate + b`` fitted to ``truth`` (least squares)."""
-    truth, estimate = np.asarray(truth, np.float64), np.asarray(estimate, np.float64)
-    design = np.stack([estimate.ravel(), np.ones(estimate.size)], axis=1)
-    coef, *_ = np.linalg.lstsq(design, truth.ravel(), rcond=None)
-    return metrics.psnr(truth, (design @ coef).reshape(truth.shape))
+fitted_psnr = metrics.fitted_psnr
 
 
 def score(task: str, truth, estimate) -> float:

@@ -11,6 +11,16 @@ def psnr(truth: np.ndarray, estimate: np.ndarray) -> float:
     return float(peak_signal_noise_ratio(truth, estimate, data_range=np.ptp(truth)))
 
 
+def fitted_psnr(truth: np.ndarray, estimate: np.ndarray) -> float:
+    """PSNR (data range of the truth) of ``a·estimate + b`` least-squares fitted to ``truth``:
+    blind to a global gain and offset (a haze level, a camera offset, an intensity unit), not
+    to blur, haze fluctuations or noise."""
+    truth, estimate = np.asarray(truth, np.float64), np.asarray(estimate, np.float64)
+    design = np.stack([estimate.ravel(), np.ones(estimate.size)], axis=1)
+    coef, *_ = np.linalg.lstsq(design, truth.ravel(), rcond=None)
+    return psnr(truth, (design @ coef).reshape(truth.shape))
+
+
 def ssim(truth: np.ndarray, estimate: np.ndarray) -> float:
     truth, estimate = np.asarray(truth, float), np.asarray(estimate, float)
     return float(structural_similarity(truth, estimate, data_range=np.ptp(truth)))
