@@ -361,20 +361,11 @@ def _check_compute(method: str | None, prior: str | None, device: str) -> None:
 
 
 def _check_prior(prior: str | None, flag: str = "--prior") -> None:
-    """A shipped prior's name, or a .safetensors file that exists and holds a prior (its
-    header alone is read)."""
-    if prior in (None, *SHIPPED_PRIORS):
-        return
-    from .prior.diffusion_prior import prior_metadata
+    """A shipped prior's name, or a .safetensors file that exists and holds a prior."""
+    from .prior.diffusion_prior import check_prior_source
 
-    path = Path(prior).expanduser()
-    if not path.is_file():
-        raise ValueError(f"{flag}: {path} does not exist (give a .safetensors file from "
-                         f"'wsprior train', or one of {', '.join(SHIPPED_PRIORS)})")
-    try:
-        prior_metadata(path)
-    except ValueError as error:
-        raise ValueError(f"{flag}: {error}") from None
+    check_prior_source(prior, flag, f" (give a .safetensors file from 'wsprior train', or one "
+                                    f"of {', '.join(SHIPPED_PRIORS)})")
 
 
 _SHAPE_RULES = {  # task → (parameter counted, its count as a sentence, what is needed)

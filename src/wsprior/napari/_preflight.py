@@ -2,11 +2,9 @@
 device. (The library finds these too, but only once the worker has started.)"""
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from ..prior.diffusion_prior import DEFAULT_PRIORS, prior_metadata
+from ..prior.diffusion_prior import check_prior_source
 from ._fields import is_diffusion
 
 
@@ -19,16 +17,8 @@ def check_compute(params: dict, labels: dict[str, str]) -> None:
 
 def check_prior(prior: str | None, label: str) -> None:
     """A shipped prior's name, or a .safetensors file that exists and holds a prior."""
-    if prior is None or prior in DEFAULT_PRIORS:
-        return
-    path = Path(prior).expanduser()
-    if not path.is_file():
-        raise ValueError(f"{label}: {path} does not exist; choose a .safetensors prior or "
-                         f"leave the field empty for the shipped one")
-    try:
-        prior_metadata(path)  # the header alone: fast, and it names what is wrong
-    except ValueError as error:
-        raise ValueError(f"{label}: {error}") from None
+    check_prior_source(prior, label, "; choose a .safetensors prior or leave the field empty "
+                                     "for the shipped one")
 
 
 def check_device(device: str, label: str) -> None:

@@ -100,6 +100,21 @@ def prior_metadata(prior: str | Path = "default") -> PriorMetadata:
     return read_metadata(_resolve(prior))
 
 
+def check_prior_source(prior: str | Path | None, name: str, missing_hint: str) -> None:
+    """``prior`` is None, a shipped prior's name, or a .safetensors file that exists and holds a
+    prior (its header alone is read: fast, and it names what is wrong). Errors start with
+    ``name``; ``missing_hint`` follows "does not exist"."""
+    if prior is None or (isinstance(prior, str) and prior in DEFAULT_PRIORS):
+        return
+    path = Path(prior).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{name}: {path} does not exist{missing_hint}")
+    try:
+        prior_metadata(path)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+
+
 def _resolve(prior: str | Path) -> Path:
     if isinstance(prior, str) and prior in DEFAULT_PRIORS:
         path = Path(str(resources.files("wsprior.prior") / "weights" / DEFAULT_PRIORS[prior]))
