@@ -117,9 +117,13 @@ def haze_background(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um: float,
                     numbers: dict) -> torch.Tensor:
     """Richardson–Lucy's fixed background for one image (Y, X): constant offset + posterior-mean
     haze of the Wiener solve with a plane's ``numbers``, kept above a small positive floor."""
-    solve = whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um, numbers=numbers)
-    floor = _EPS * numbers["scale"]
-    return (solve.haze + numbers["background"]).clamp_min(floor)
+    return _background_map(whitened_deconvolution(y, psf, pixel_size_um=pixel_size_um,
+                                                  numbers=numbers))
+
+
+def _background_map(solve: WhitenedDeconvolution) -> torch.Tensor:
+    """Offset + posterior-mean haze of a solve, above ``_EPS`` × the image scale."""
+    return (solve.haze + solve.numbers["background"]).clamp_min(_EPS * solve.numbers["scale"])
 
 
 def richardson_lucy_iterations(y: torch.Tensor, background_map: torch.Tensor, psf: torch.Tensor, *,
@@ -159,8 +163,7 @@ def deconvolution_parameters(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_u
                                    regularization=regularization, background=background)
     numbers = dict(solve.numbers)
     if richardson_lucy:
-        scale = numbers["scale"]
-        background_map = (solve.haze + numbers["background"]).clamp_min(_EPS * scale)
+        background_map = _background_map(solve)
         numbers["initial"] = float((y.clamp_min(0) - background_map).clamp_min(0).mean())
     return numbers
 
@@ -171,8 +174,7 @@ def whitened_deconvolution(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_um:
                            background: float | str = "auto",
                            numbers: dict | None = None) -> WhitenedDeconvolution:
     """The Wiener solve of one image (Y, X) (module docstring). Without ``numbers`` (``FIXED``),
-    they
-    are estimated from ``y``: its scale, noise σ (MAD on the padded image, at least
+    they are estimated from ``y``: its scale, noise σ (MAD on the padded image, at least
     ``noise_floor``), the fitted spectra, ``mean`` (the image mean), ``center`` (the mean of the
     mirror-padded image, removed before filtering) and the offset. A tile of a larger image
     passes the whole image's ``numbers``, so every tile applies the same filter."""
