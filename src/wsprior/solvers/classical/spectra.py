@@ -120,14 +120,21 @@ def fit_spectra(image: torch.Tensor, otf_power: torch.Tensor, *, pixel_size_um: 
     return ImageSpectra(amplitude, slope, fitted_std, fitted_sigma, sigma_w)
 
 
-def _annular_periodogram(image: torch.Tensor, otf_power: torch.Tensor):
-    """Hann-windowed periodogram averaged over log-spaced annuli of ``|f|``: (mean f, mean P,
-    mean |H|², count) per annulus, starting above the window's own leakage (2 / field)."""
+def windowed_power(image: torch.Tensor) -> torch.Tensor:
+    """Periodogram of ``image`` (Y, X) minus its windowed mean, under a Hann window (no leakage
+    from the border's jump), per pixel: white noise of variance ``σ²`` has power ``σ²``."""
     ny, nx = image.shape
     window = torch.outer(torch.hann_window(ny, periodic=False, dtype=image.dtype),
                          torch.hann_window(nx, periodic=False, dtype=image.dtype))
     centred = image - (window * image).sum() / window.sum()
-    power = torch.fft.fft2(window * centred).abs() ** 2 / (window ** 2).sum()
+    return torch.fft.fft2(window * centred).abs() ** 2 / (window ** 2).sum()
+
+
+def _annular_periodogram(image: torch.Tensor, otf_power: torch.Tensor):
+    """Hann-windowed periodogram averaged over log-spaced annuli of ``|f|``: (mean f, mean P,
+    mean |H|², count) per annulus, starting above the window's own leakage (2 / field)."""
+    ny, nx = image.shape
+    power = windowed_power(image)
     f = radial_frequency((ny, nx), dtype=image.dtype)
     start = 2.0 / min(ny, nx)
     keep = f >= start
@@ -201,7 +208,8 @@ def _haze_excess(f, power, mtf2, count, sigma_w, amplitude, slope, low_px: float
             continue
         w = count[reach]
         level = float((w * excess[reach] * shape[reach]).sum() / (w * shape[reach] ** 2).sum())
-        level = min(level, (HAZE_FLOOR_FACTOR * floor(sigma)) ** 2)
+        if level > 0:   # the floor (an FFT per width) only ever lowers a positive level
+            level = min(level, (HAZE_FLOOR_FACTOR * floor(sigma)) ** 2)
         explained = float((w * (level * shape[reach]).clamp_max(excess[reach])).sum())
         if level > 0 and explained > best[2]:
             best = (math.sqrt(level), sigma, explained, float((w * specimen[reach]).sum()))

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ...physics.tie import intensity_derivative, laplacian_symbol
+from .spectra import windowed_power
 
 #: Fields drawn per estimate, and the side (pixels) larger planes are binned down to.
 DRAWS = 6
@@ -97,10 +98,7 @@ def _binned(didz: torch.Tensor, pixel_size_um: float, noise_sigma: float):
 def _phase_spectrum(didz: torch.Tensor, noise_sigma: float, pixel_size_um: float):
     """``(log |u|, log S_ψ)`` of the measured annuli and the last one's index, or ``None``."""
     ny, nx = didz.shape
-    window = torch.outer(torch.hann_window(ny, periodic=False, dtype=didz.dtype),
-                         torch.hann_window(nx, periodic=False, dtype=didz.dtype))
-    centred = didz - (window * didz).sum() / window.sum()
-    power = torch.fft.fft2(window * centred).abs() ** 2 / (window ** 2).sum()
+    power = windowed_power(didz)
     symbol = laplacian_symbol((ny, nx), pixel_size_um, dtype=didz.dtype)
     u = symbol.sqrt() / (2 * math.pi)
     lowest = 1 / (max(ny, nx) * pixel_size_um)
