@@ -791,17 +791,23 @@ def run(args) -> dict:
                   degenerate=degenerate)
     report["pollen"] = pollen(args.quick) if "deblur_dehaze" in args.tasks and not args.skip_pollen else None
     report["tiling"] = [] if args.skip_tiling else tiling((1024,) if args.quick else (1024, 2048, 4096))
+    _summarise(report, methods_by_task, parts)
+    report["test_part_sources"] = test_part_sources(rows)
+    report["idt_grid_checks"] = {r["id"]: r["methods"]["tikhonov"]["best"]["grid_check"]
+                                 for r in rows if "grid_check" in r["methods"].get("tikhonov", {}).get("best", {})}
+    report["wall_minutes"] = (time.perf_counter() - started) / 60
+    return report
+
+
+def _summarise(report: dict, methods_by_task: dict, parts) -> None:
+    """The report's summary, worst cases, breakdown and targets from its rows."""
+    rows = report["rows"]
     report["summary"] = [s for task in methods_by_task for method in methods_by_task[task]
                          for part in parts if (s := summarize(rows, task, method, part))]
     report["worst"] = _worst_entries(rows, methods_by_task)
     report["breakdown"] = {f"{t}/{m}": breakdown(rows, t, m) for t in methods_by_task
                            for m in methods_by_task[t]}
     report["targets"] = targets(report)
-    report["test_part_sources"] = test_part_sources(rows)
-    report["idt_grid_checks"] = {r["id"]: r["methods"]["tikhonov"]["best"]["grid_check"]
-                                 for r in rows if "grid_check" in r["methods"].get("tikhonov", {}).get("best", {})}
-    report["wall_minutes"] = (time.perf_counter() - started) / 60
-    return report
 
 
 def add_ws(report: dict, args) -> dict:
@@ -822,16 +828,9 @@ def add_ws(report: dict, args) -> dict:
                 _print_row(row)
     methods_by_task = {}
     for r in report["rows"]:
-        methods_by_task.setdefault(r["task"], [])
-        for m in r["methods"]:
-            if m not in methods_by_task[r["task"]]:
-                methods_by_task[r["task"]].append(m)
-    report["summary"] = [s for task in methods_by_task for method in methods_by_task[task]
-                         for part in cases_module.PARTS if (s := summarize(report["rows"], task, method, part))]
-    report["worst"] = _worst_entries(report["rows"], methods_by_task)
-    report["breakdown"] = {f"{t}/{m}": breakdown(report["rows"], t, m) for t in methods_by_task
-                           for m in methods_by_task[t]}
-    report["targets"] = targets(report)
+        known = methods_by_task.setdefault(r["task"], [])
+        known += [m for m in r["methods"] if m not in known]
+    _summarise(report, methods_by_task, cases_module.PARTS)
     report["ws_command"] = invoked_command("robustness.py", args.argv)
     report["ws_revision"] = _revision()
     report["ws_wall_minutes"] = (time.perf_counter() - started) / 60
