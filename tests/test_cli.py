@@ -1,5 +1,7 @@
 """The ``wsprior`` command line: same names as the API and the same result for the same
 parameters, TIFF with µm pixel size, resumable zarr output, clean failures."""
+import re
+
 import numpy as np
 import pytest
 import tifffile
@@ -50,6 +52,21 @@ def test_return_std_writes_the_api_mean_and_std(tmp_path, tiny_prior_path):
     np.testing.assert_allclose(mean, expected_mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(std, expected_std, rtol=1e-5, atol=1e-6)
     assert float(std.mean()) > 0
+
+
+def test_the_job_is_announced_with_method_budget_device_and_expected_duration(
+        tmp_path, tiny_prior_path, capsys):
+    source, target = _widefield_tiff(tmp_path), tmp_path / "out.tif"
+    assert cli.main(["deblur-dehaze", str(source), "-o", str(target), "--method", "ws",
+                     "--prior", str(tiny_prior_path), *OPTICS_FLAGS]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("deblur-dehaze: method ws (2 samples × 5 steps = 10 network "
+                            "evaluations per image")
+    assert "1 image(s) of 96 × 96" in first and "device cpu" in first
+    assert re.search(r"expected (under a second|about \d+ s)$", first), first
+    assert cli.main(["deblur-dehaze", str(source), "-o", str(target), "--method", "wiener",
+                     *OPTICS_FLAGS]) == 0
+    assert "method wiener (classical, no network)" in capsys.readouterr().out
 
 
 def test_config_file_uses_the_api_names_and_flags_override_it(tmp_path):

@@ -106,9 +106,10 @@ def test_same_seed_same_result_and_progress_reaches_total(toy):
     prior, transfer, noise, data, _, classical, *_ = toy
     problem = FourierProblem(transfer, noise, data, CROP, classical, 0.0, 1.0)
     calls = []
-    first, _ = ws_sample(problem, prior, steps=10, seed=4, progress=lambda d, t: calls.append((d, t)))
-    second, _ = ws_sample(problem, prior, steps=10, seed=4)
-    assert torch.equal(first, second) and calls[-1] == (10, 10)
+    first, _ = ws_sample(problem, prior, steps=10, n_samples=2, seed=4,
+                         progress=lambda d, t: calls.append((d, t)))
+    second, _ = ws_sample(problem, prior, steps=10, n_samples=2, seed=4)
+    assert torch.equal(first, second) and calls[-1] == (20, 20)
 
 
 def test_a_diverging_configuration_raises_a_clear_error(toy):

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__, api, io
+from .console_progress import ConsoleProgress
 from .settings import (DIFFUSION_METHODS, DeblurDehazeSettings, IdtSettings, TieSettings,
                        validated)
 
@@ -57,7 +58,7 @@ _TASK_HELP = {
 
 
 def _method_help(task: str) -> str:
-    diffusion = ("diffusion prior (see --prior; minutes per image on a CPU, seconds on a GPU): "
+    diffusion = ("diffusion prior (see --prior; about 15 s per 512² plane on a 2-core CPU): "
                  "ws = whitened-score sampler; dps, score_ald, ddnm")
     if task == "deblur-dehaze":
         return ("reconstruction method. Classical (seconds): wiener = Tikhonov whitened by the "
@@ -129,7 +130,8 @@ _DEFAULT_WORDS = {  # defaults that need words: None, or 'auto' with a meaning
     ("deblur-dehaze", "pixel_size_um"): "none; required",
     ("deblur-dehaze", "n_medium"): "chosen from --na: air below NA 1",
     ("idt", "slice_thickness_um"): "the spacing of --z-um; required for a single slice",
-    ("*", "steps"): "12 steps per sample, chosen automatically",
+    ("*", "steps"): "5 steps per sample for ws, 12 for the other samplers",
+    ("*", "n_samples"): "2 samples for ws, 4 for the other samplers",
     ("*", "stochasticity"): "auto = 0.85",
     ("*", "tile_size"): "whole planes, tiled automatically when a plane needs more than "
                         "half the free memory",
@@ -180,38 +182,6 @@ class _ExamplesHelpFormatter(_HelpFormatter, argparse.RawDescriptionHelpFormatte
     """The top level's description and examples as written."""
 
 
-class _Progress:
-    """A progress bar drawn from the first completed step on: nothing is drawn while the
-    parameters are checked and the data read, and its rate and ETA count the steps after the
-    first (which carries start-up work: loading a prior, a classical warm start). Left on a
-    line of its own when the run fails, so that the error message starts on a fresh line."""
-
-    def __init__(self, description: str, *, keep: bool = False):
-        self.description = description
-        self.keep = keep
-        self.bar = None
-
-    def __call__(self, done: int, total: int, note: str = "") -> None:
-        if self.bar is None:
-            if done <= 0:
-                return
-            self.bar = tqdm(total=total, initial=done, desc=self.description, unit="step",
-                            leave=self.keep)
-        self.bar.total = total
-        self.bar.n = done
-        if note:
-            self.bar.set_postfix_str(note, refresh=False)
-        self.bar.refresh()
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, kind, error, traceback) -> None:
-        if self.bar is not None:
-            self.bar.leave = self.keep or kind is not None
-            self.bar.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -257,10 +227,10 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=_run_task, task=name)
     demo = commands.add_parser(
         "demo", help="reconstruct the bundled samples with every method; write TIFFs, "
-                     "metrics.md and demo.png (a few minutes on a CPU)",
+                     "metrics.md and demo.png (about a minute on a 2-core CPU)",
         description="Reconstruct the bundled samples (deblur + dehaze, TIE, IDT) with every "
                     "method and write the results as TIFFs, their metrics against the ground "
-                    "truth (metrics.md) and a figure (demo.png); a few minutes on a CPU.",
+                    "truth (metrics.md) and a figure (demo.png); about a minute on a 2-core CPU.",
         formatter_class=_HelpFormatter)
     demo.add_argument("-o", "--output", default="demo_output", metavar="FOLDER",
                       help="output folder (default: %(default)s)")
@@ -412,7 +382,8 @@ def _solve_and_write(function, args, params: dict, axes: str, client) -> int:
     lazy = to_zarr or storage.is_zarr(args.input)
     data = storage.open_array(args.input) if lazy else io.read_image(args.input)
     _check_shape(args.task, data.shape, params)
-    with _Progress(args.task) as progress:
+    print(announcement(args.task, function, data, params), flush=True)
+    with ConsoleProgress(args.task) as progress:
         result = function(data, progress=progress, **params)
         outputs = _named_outputs(Path(args.output), result)
         if to_zarr:
@@ -434,6 +405,38 @@ def _solve_and_write(function, args, params: dict, axes: str, client) -> int:
                        axes=axes[-array.ndim:] if array.ndim <= len(axes) else None)
         print(f"wrote {path} {array.shape} {array.dtype}")
     return 0
+
+
+def announcement(task: str, function, data, params: dict) -> str:
+    """What is about to run: the method (and a sampler's budget), the data, the device and the
+    expected duration (``wsprior.expected_time``)."""
+    import torch
+
+    from ._arrays import resolve_device
+    from .expected_time import describe_seconds, expected_seconds
+
+    settings = _checked(_TASKS[task][1], {k: v for k, v in params.items() if k != "psf"})
+    device = resolve_device(settings.device)
+    where = (f"{device} ({torch.get_num_threads()} threads)" if device.type == "cpu"
+             else f"{device} ({torch.cuda.get_device_name(device)})")
+    core = 3 if task in _SHAPE_RULES else 2
+    images = int(np.prod(data.shape[:-core]))
+    try:
+        expected = describe_seconds(expected_seconds(function, data, params, core))
+    except ValueError as error:   # the 128 px calibration crop itself is refused
+        expected = f"not estimated ({error})"
+    return (f"{task}: method {_method_words(settings)}; {images} image(s) of "
+            f"{' × '.join(map(str, data.shape[-core:]))}; device {where}; expected {expected}")
+
+
+def _method_words(settings) -> str:
+    from .solvers.samplers import budget
+
+    if settings.method not in DIFFUSION_METHODS:
+        return f"{settings.method} (classical, no network)"
+    samples, steps = budget(settings.method, settings)
+    return (f"{settings.method} ({samples} samples × {steps} steps = {samples * steps} network "
+            f"evaluations per image, prior {settings.prior})")
 
 
 def _std_path(output: Path) -> Path:
@@ -532,7 +535,7 @@ def _run_train(args: argparse.Namespace) -> int:
     _check_prior(config.init_from, "--init-from")
     _check_compute(None, None, config.device)
     try:
-        with _Progress(f"train {config.kind}", keep=True) as progress:
+        with ConsoleProgress(f"train {config.kind}", keep=True) as progress:
             path = train(config, args.output, command="wsprior " + " ".join(sys.argv[1:]),
                          progress=lambda step, total, loss: progress(step, total,
                                                                      f"loss {loss:.4f}"))

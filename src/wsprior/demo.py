@@ -16,7 +16,10 @@ import numpy as np  # noqa: E402
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E402
 
 from . import api, io, metrics  # noqa: E402
+from .console_progress import ConsoleProgress  # noqa: E402
 from .data.samples import load_sample  # noqa: E402
+from .expected_time import describe_seconds, expected_seconds  # noqa: E402
+from .solvers.samplers import is_diffusion  # noqa: E402
 
 # method → display name, per task: the classical solvers and the whitened-score sampler with the
 # shipped (CPU-trained, weak) prior, so the figure shows where the diffusion method stands today.
@@ -59,8 +62,11 @@ def run_demo(output: Path, device: str = "auto") -> list[dict]:
                          **_score(task, truth, baseline[1])))
         row = _figure_row(task, measurement, params, truth)
         for method, label in methods.items():
+            options = dict(method=method, device=device, **params)
+            _announce(task, method, measurement, options)
             start = time.perf_counter()
-            result = _RUNNERS[task](measurement, method=method, device=device, **params)
+            with ConsoleProgress(f"{task} {method}") as progress:
+                result = _RUNNERS[task](measurement, progress=progress, **options)
             seconds = time.perf_counter() - start
             io.write_image(output / f"{task}_{method}.tif", result,
                            pixel_size_um=params["pixel_size_um"])
@@ -74,6 +80,16 @@ def run_demo(output: Path, device: str = "auto") -> list[dict]:
     _table(rows, output / "metrics.md")
     print(f"wrote {output / 'demo.png'} and {output / 'metrics.md'}")
     return rows
+
+
+def _announce(task: str, method: str, measurement: np.ndarray, options: dict) -> None:
+    """The expected duration of a diffusion reconstruction before it starts (the classical
+    ones take seconds; ``wsprior.expected_time``)."""
+    if not is_diffusion(method):
+        return
+    core = 2 if task == "deblur_dehaze" else 3
+    seconds = expected_seconds(_RUNNERS[task], measurement, options, core)
+    print(f"{task:14s} {method:10s} expected {describe_seconds(seconds)}", flush=True)
 
 
 def _score(task: str, truth: np.ndarray, estimate: np.ndarray) -> dict:

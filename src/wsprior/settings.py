@@ -27,10 +27,11 @@ class SolverSettings(_Settings):
     """Keywords common to every reconstruction (DESIGN.md §4)."""
     prior: str = "default"
     steps: int | None = Field(None, ge=1, le=1000, description="sampler steps per sample "
-                              "(network evaluations); None: 12")
+                              "(network evaluations); None: 5 for ws, 12 for the others")
     guidance: Union[Auto, float] = Field("auto", description="data-consistency weight λ, or 'auto'")
-    n_samples: int = Field(4, ge=1, le=256, description="posterior samples, averaged into the "
-                           "result (the posterior mean); 4 × 12 steps by default")
+    n_samples: int | None = Field(None, ge=1, le=256, description="posterior samples, "
+                                  "averaged into the result (the posterior mean); None: 2 for "
+                                  "ws (2 × 5 steps), 4 for the others (4 × 12 steps)")
     start_from_noise: bool = Field(False, description="diffusion samplers: start from structured "
                                    "noise at t = 1 instead of the classical solution diffused "
                                    "to t = 0.5 (more steps needed)")

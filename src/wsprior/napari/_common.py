@@ -327,11 +327,12 @@ class TaskWidget(RunnerWidget):
         self._add(prior_field())
         self._add(int_field("steps", "steps per sample (0 = auto)", 0, maximum=1000,
                             zero_is_none=True, tooltip="sampler steps of each sample (network "
-                            "evaluations); 0 = auto: 12"))
+                            "evaluations); 0 = auto: 5 for ws, 12 for the other samplers"))
         self._add(auto_field("guidance", "guidance λ",
                              tooltip="data-consistency weight, or 'auto'"))
-        self._add(int_field("n_samples", "samples", 4, minimum=1, maximum=256,
-                            tooltip="posterior samples averaged into the result"))
+        self._add(int_field("n_samples", "samples (0 = auto)", 0, maximum=256,
+                            zero_is_none=True, tooltip="posterior samples averaged into the "
+                            "result; 0 = auto: 2 for ws, 4 for the other samplers"))
         self._add(bool_field("return_std", "uncertainty (std layer)",
                              tooltip="also add the per-pixel standard deviation over samples"))
         self._add(seed_field(0, tooltip="random seed of the sampler's noise: the same seed "
@@ -367,7 +368,7 @@ class TaskWidget(RunnerWidget):
         field = choice_field("method", "method", choices, default,
                              tooltip="classical methods need no prior and take seconds; "
                                      "'(diffusion prior)' methods use the prior options below "
-                                     "and take minutes on a CPU")
+                                     "and take about 15 s per 512² plane on a 2-core CPU")
         set_choice = field.set
         field.set = lambda value: set_choice(canonical_method(self.task, value))
         return field

@@ -17,6 +17,7 @@ paper's η = 0.85. ``guidance`` scales the data weight (auto: 1).
 """
 from __future__ import annotations
 
+from .posterior import DEFAULT_STEPS
 from .ws import ETA, ws_sample
 
 
@@ -24,7 +25,8 @@ def ddnm_sample(problem, prior, *, steps=None, guidance="auto", warm_start=True,
                 n_samples=1, eta=ETA, origin=(0, 0), progress=None):
     """The WS sampler's update with DDNM+'s choices: a scalar diffusion-level precision, the
     paper's η and the white noise floor as ``N``."""
-    return ws_sample(problem, prior, steps=steps, guidance=guidance, warm_start=warm_start,
-                     seed=seed, n_samples=n_samples, eta=eta, variance="diffusion", white=True,
-                     structured_variance=False, classical_scales=False, origin=origin,
-                     progress=progress)
+    return ws_sample(problem, prior, steps=steps or DEFAULT_STEPS, guidance=guidance,
+                     warm_start=warm_start, seed=seed, n_samples=n_samples, eta=eta,
+                     variance="diffusion", white=True, structured_variance=False,
+                     classical_scales=False, origin=origin, progress=progress,
+                     final_noise=None, antithetic=False)

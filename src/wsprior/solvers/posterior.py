@@ -17,17 +17,18 @@ import torch
 
 from ..prior.sampling import time_grid
 
-#: Defaults of every sampler: ``DEFAULT_SAMPLES`` draws of ``DEFAULT_STEPS`` steps, averaged
-#: (48 network evaluations). The posterior mean is the minimum-MSE estimate, and one draw has
-#: twice its error in theory; short warm-started draws also stay closer to the data. On
-#: validation images (seeds 2000-2001, deblur + dehaze, WS prior) 1 × 30 / 2 × 25 / 3 × 16 /
-#: 4 × 12 / 6 × 8 / 12 × 4 draws × steps gave 21.9 / – / 23.3 / 23.9 / 24.0 / 24.0 dB (CPU prior
-#: of 6250 steps; with the earlier 3000-step prior 21.3 / 22.5 / 22.8 / 23.6 / 23.6 / 23.8 dB);
-#: dps, score_ald, ddnm and joint gained 2.1 / 0.6 / 0.1 / 1.0 dB from 1 × 30 to 4 × 12.
+#: Defaults of the conventional samplers (dps, score_ald, ddnm, joint): ``DEFAULT_SAMPLES`` draws
+#: of ``DEFAULT_STEPS`` steps, averaged (48 network evaluations). The posterior mean is the
+#: minimum-MSE estimate, and one draw has twice its error in theory; short warm-started draws
+#: also stay closer to the data. On validation images (seeds 2000-2001, deblur + dehaze, WS
+#: prior) 1 × 30 / 2 × 25 / 3 × 16 / 4 × 12 / 6 × 8 / 12 × 4 draws × steps gave 21.9 / – / 23.3 /
+#: 23.9 / 24.0 / 24.0 dB (CPU prior of 6250 steps); dps, score_ald, ddnm and joint gained
+#: 2.1 / 0.6 / 0.1 / 1.0 dB from 1 × 30 to 4 × 12. The WS sampler's own, cheaper default:
+#: ``wsprior.solvers.ws``.
 DEFAULT_STEPS = 12
 DEFAULT_SAMPLES = 4
-#: A warm start diffuses the classical solution to this t (SNR α²/σ² ≈ 0.01·…): enough noise
-#: for the prior to replace its artefacts, few enough steps to stay cheap (SDEdit / CCDF).
+#: A warm start diffuses the classical solution to this t (noise σ/α ≈ 3 in prior units): enough
+#: noise for the prior to replace its artefacts, few enough steps to stay cheap (SDEdit / CCDF).
 WARM_START_T = 0.5
 _DIVERGENCE_FACTOR = 1e4
 
@@ -42,25 +43,30 @@ class DivergenceError(ValueError):
 def posterior_sample(problem, prior, make_step: StepFactory, *, steps: int | None = None,
                      warm_start: bool = True, seed: int = 0, n_samples: int = 1,
                      progress: Callable[[int, int], None] | None = None,
-                     origin: tuple[int, int] = (0, 0)
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                     origin: tuple[int, int] = (0, 0), final_noise: float | None = None,
+                     antithetic: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Posterior mean (and per-pixel std when ``n_samples > 1``) in physical units.
     ``progress(done, total)`` counts network evaluations' steps over all samples. ``origin``:
     the image pixel of the problem's top-left corner (a tile's window), so the initial noise
-    is the same field whether a plane is solved whole or tile by tile."""
+    is the same field whether a plane is solved whole or tile by tile. ``final_noise``: the
+    warm-started schedule ends at this noise level σ/α (``schedule``). ``antithetic``: samples
+    2k and 2k + 1 draw the same noise with opposite signs (their mean cancels the noise's
+    odd-order effects: a variance reduction for the posterior mean)."""
     steps = steps or DEFAULT_STEPS
     samples = []
     for index in range(n_samples):
         report = _offset_progress(progress, index, n_samples)
-        noise = PositionalNoise(seed + index, origin)
-        samples.append(_one_sample(problem, prior, make_step, steps, warm_start, noise, report))
+        noise = (PositionalNoise(seed + index // 2, origin, sign=-1.0 if index % 2 else 1.0)
+                 if antithetic else PositionalNoise(seed + index, origin))
+        samples.append(_one_sample(problem, prior, make_step, steps, warm_start, noise, report,
+                                   final_noise))
     stack = torch.stack(samples)
     std = stack.std(dim=0) if n_samples > 1 else None
     return stack.mean(dim=0), std
 
 
-def _one_sample(problem, prior, make_step, steps, warm_start, noise, progress):
-    times = schedule(prior.sde, steps, warm_start, problem.classical.device)
+def _one_sample(problem, prior, make_step, steps, warm_start, noise, progress, final_noise):
+    times = schedule(prior.sde, steps, warm_start, problem.classical.device, final_noise)
     x = initial_state(problem, prior, times[0], warm_start, noise)
     step = make_step(problem, prior, noise)
     reference = problem.residual_norm(problem.classical)
@@ -77,10 +83,19 @@ def _one_sample(problem, prior, make_step, steps, warm_start, noise, progress):
     return problem.output(problem.from_prior(x0))
 
 
-def schedule(sde, steps: int, warm_start: bool, device) -> torch.Tensor:
-    """``steps + 1`` times, log-SNR uniform, from 1 (or ``WARM_START_T``) down to ``t_min``."""
+def schedule(sde, steps: int, warm_start: bool, device,
+             final_noise: float | None = None) -> torch.Tensor:
+    """``steps + 1`` times, log-SNR uniform, from 1 (or ``WARM_START_T``) down to ``t_min``;
+    warm-started with a ``final_noise``, from ``WARM_START_T`` down to the time where the noise
+    level σ/α is ``final_noise`` (below it the prior hardly changes x̂₀, so no step is spent
+    there)."""
     if not warm_start:
         return time_grid(sde, steps, device=device)
+    if final_noise is not None:
+        start = torch.tensor(WARM_START_T, dtype=torch.float64)
+        ends = (float(torch.log(sde.alpha(start) / sde.sigma(start))), -math.log(final_noise))
+        log_snr = torch.linspace(*ends, steps + 1, dtype=torch.float64)
+        return sde.time_of_log_snr(log_snr).to(device=device, dtype=torch.float32)
     full = time_grid(sde, 4 * steps, device=device)
     first = int(torch.searchsorted(-full, torch.tensor(-WARM_START_T, device=device)))
     subset = full[first:]
@@ -127,16 +142,16 @@ def _block(seed: int, channel: int, by: int, bx: int) -> torch.Tensor:
 
 
 class PositionalNoise:
-    """The random draws of one sample: the k-th draw is ``positional_normal`` with key
-    ``(seed, k)`` at the problem's ``origin`` in the image."""
+    """The random draws of one sample: the k-th draw is ``sign`` × ``positional_normal`` with
+    key ``(seed, k)`` at the problem's ``origin`` in the image."""
 
-    def __init__(self, seed: int, origin: tuple[int, int] = (0, 0)):
-        self.seed, self.origin, self.draws = seed, origin, 0
+    def __init__(self, seed: int, origin: tuple[int, int] = (0, 0), sign: float = 1.0):
+        self.seed, self.origin, self.sign, self.draws = seed, origin, sign, 0
 
     def __call__(self, like: torch.Tensor) -> torch.Tensor:
         key = hash((self.seed, self.draws)) & 0x7FFF_FFFF_FFFF_FFFF
         self.draws += 1
-        return positional_normal(tuple(like.shape), self.origin, key).to(like)
+        return self.sign * positional_normal(tuple(like.shape), self.origin, key).to(like)
 
 
 def structured_noise(prior, like: torch.Tensor, noise: PositionalNoise) -> torch.Tensor:

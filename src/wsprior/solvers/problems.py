@@ -16,6 +16,7 @@ from ..noise import StructuredNoise
 from ..physics.optics import embed_centered
 from ..physics.tie import intensity_derivative, laplacian_symbol, wavenumber
 from .classical import deconvolution
+from .classical.idt import adjoint_apply, forward_apply, normal_matrices
 from .padding import mirror_pad, mirror_pad_to
 from .regularization import estimate_noise_sigma
 
@@ -253,8 +254,8 @@ class IdtProblem:
 
     def __post_init__(self):
         self.slices = self.classical.shape[0]
-        self.normal = torch.einsum("lkyx,ljyx->yxkj", self.transfer.conj(), self.transfer)
-        self.projected = torch.einsum("lkyx,lyx->yxk", self.transfer.conj(), self.data_spectrum)
+        self.normal = normal_matrices(self.transfer)
+        self.projected = adjoint_apply(self.transfer, self.data_spectrum)
 
     @property
     def padded_shape(self) -> tuple[int, int]:
@@ -297,7 +298,7 @@ class IdtProblem:
         ``Σ_k |H_lk|²`` it grew with the number of LEDs and Score-ALD diverged."""
         m = self.slices
         x_hat = torch.fft.fft2(self.pad(torch.cat((x, self.classical_imag))))
-        predicted = torch.einsum("lkyx,kyx->lyx", self.transfer, x_hat.to(self.transfer.dtype))
+        predicted = forward_apply(self.transfer, x_hat)
         power = self.noise_variance + inflation * self.transfer[:, :m].abs().square().sum((0, 1))
         count = self.data_spectrum[0].numel()
         return 0.5 * ((self.data_spectrum - predicted).abs().square() / (power * count)).sum()
@@ -325,7 +326,7 @@ def idt_problem(images: torch.Tensor, *, illumination_na, wavelength_um: float, 
     import numpy as np
 
     from ..physics.idt import idt_transfer_functions, normalize_images
-    from .classical.idt import _default_thickness, _FrequencySolver, idt_tikhonov
+    from .classical.idt import _default_thickness, idt_tikhonov, normal_scale
 
     eps, relative = idt_tikhonov(images, illumination_na=illumination_na,
                                  wavelength_um=wavelength_um, na=na, pixel_size_um=pixel_size_um,
@@ -341,7 +342,7 @@ def idt_problem(images: torch.Tensor, *, illumination_na, wavelength_um: float, 
                                         _default_thickness(z, slice_thickness_um),
                                         device=g.device, dtype=g.dtype)
     transfer = torch.cat((h_re, h_im), dim=1)
-    mu = relative * _FrequencySolver(transfer).scale
+    mu = relative * normal_scale(transfer)
     sigma2 = float(estimate_noise_sigma(g[None])[0].double().square().mean())
     return IdtProblem(transfer, torch.fft.fft2(padded), sigma2, mu, crop, eps.real.contiguous(),
                       eps.imag.contiguous(), *prior_unit_map(eps.real),

@@ -20,7 +20,7 @@ import torch
 from .classical.tiled import DeblurTiles
 from .lockstep import LockstepPrior, run_in_lockstep
 from .problems import deblur_problem, plane_parameters
-from .samplers import prior_for, sample
+from .samplers import budget, prior_for, sample
 
 #: Reach of the network beyond the data step's (pixels): the UNet's effective receptive field.
 NETWORK_REACH_PX = 32
@@ -54,7 +54,8 @@ class DeblurSamplerTiles:
         return None
 
     def workspace_bytes(self, shape: tuple[int, int], channels: int) -> int:
-        own = _BYTES_PER_PIXEL * self.settings.n_samples * shape[0] * shape[1] * channels
+        n_samples, _ = budget(self.settings.method, self.settings)
+        own = _BYTES_PER_PIXEL * n_samples * shape[0] * shape[1] * channels
         return own + self.classical.workspace_bytes(shape, channels)
 
     def estimate_bytes(self, shape: tuple[int, int], channels: int) -> int:

@@ -9,8 +9,9 @@ import torch
 from .ddnm import ddnm_sample
 from .dps import dps_sample
 from .joint import joint_sample
+from .posterior import DEFAULT_SAMPLES, DEFAULT_STEPS
 from .score_ald import score_ald_sample
-from .ws import ws_sample
+from .ws import WS_SAMPLES, WS_STEPS, ws_sample
 
 SAMPLERS = {"ws": ws_sample, "dps": dps_sample, "score_ald": score_ald_sample,
             "ddnm": ddnm_sample}
@@ -40,13 +41,23 @@ def _cached_prior(name: str, device: str, stamp: int):
     return load_prior(name, device=device)
 
 
+def budget(method: str, settings) -> tuple[int, int]:
+    """``(n_samples, steps)``: the settings', else the method's default (``ws`` warm-started:
+    ``WS_SAMPLES`` × ``WS_STEPS``; the others, and any sampler started from noise:
+    ``DEFAULT_SAMPLES`` × ``DEFAULT_STEPS``)."""
+    fast = method == "ws" and not settings.start_from_noise
+    samples, steps = (WS_SAMPLES, WS_STEPS) if fast else (DEFAULT_SAMPLES, DEFAULT_STEPS)
+    return settings.n_samples or samples, settings.steps or steps
+
+
 def sample(method: str, problem, prior, settings, progress=None, origin=(0, 0), haze_prior=None):
     """Posterior mean and std (``None`` for one sample) of ``problem`` with ``settings``'
-    steps, guidance, samples and seed; ``origin``: the problem's top-left image pixel. The joint
-    sampler adds the haze prior (default: the shipped one) at the level of the problem's
-    estimated haze."""
-    common = dict(steps=settings.steps, guidance=settings.guidance, seed=settings.seed,
-                  n_samples=settings.n_samples, progress=progress, origin=origin,
+    steps, guidance, samples and seed (``budget``); ``origin``: the problem's top-left image
+    pixel. The joint sampler adds the haze prior (default: the shipped one) at the level of the
+    problem's estimated haze."""
+    n_samples, steps = budget(method, settings)
+    common = dict(steps=steps, guidance=settings.guidance, seed=settings.seed,
+                  n_samples=n_samples, progress=progress, origin=origin,
                   warm_start=not settings.start_from_noise)
     if settings.stochasticity != "auto":
         common["eta"] = float(settings.stochasticity)
