@@ -231,10 +231,30 @@ def validation(previous, counter) -> None:
             for samples, steps in BUDGETS:
                 chosen[f"ws {samples} × {steps}"] = partial(run_ws, method="ws",
                                                            n_samples=samples, steps=steps)
+            for name, options in ABLATIONS.items():
+                chosen[name] = partial(_ablated, run_ws, options)
         rows = run(task, chosen, case_list, counter)
         for name, row in rows.items():
             print(f"VALIDATION {task:13s} {name:34s} {METRIC[task]} "
                   f"{np.mean(row['quality']):.4g}  {np.mean(row['seconds']):.2f} s")
+
+
+#: The default's two choices besides the budget, each undone in turn (2 × 5).
+ABLATIONS = {"ws 2 × 5, independent samples": dict(antithetic=False),
+             "ws 2 × 5, steps down to t_min": dict(final_noise=None),
+             "ws 2 × 5, both undone": dict(antithetic=False, final_noise=None)}
+
+
+def _ablated(run, options: dict, measurement, **params):
+    """``run(method="ws")`` with the WS sampler's keywords ``options`` changed."""
+    from wsprior.solvers import samplers, ws
+
+    default = samplers.SAMPLERS["ws"]
+    samplers.SAMPLERS["ws"] = partial(ws.ws_sample, **options)
+    try:
+        return run(measurement, method="ws", **params)
+    finally:
+        samplers.SAMPLERS["ws"] = default
 
 
 def _crop(task: str, measurement, truth, size: int = 256):
