@@ -227,10 +227,10 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=_run_task, task=name)
     demo = commands.add_parser(
         "demo", help="reconstruct the bundled samples with every method; write TIFFs, "
-                     "metrics.md and demo.png (about a minute on a 2-core CPU)",
+                     "metrics.md and demo.png (1-2 minutes on a 2-core CPU)",
         description="Reconstruct the bundled samples (deblur + dehaze, TIE, IDT) with every "
                     "method and write the results as TIFFs, their metrics against the ground "
-                    "truth (metrics.md) and a figure (demo.png); about a minute on a 2-core CPU.",
+                    "truth (metrics.md) and a figure (demo.png); 1-2 minutes on a 2-core CPU.",
         formatter_class=_HelpFormatter)
     demo.add_argument("-o", "--output", default="demo_output", metavar="FOLDER",
                       help="output folder (default: %(default)s)")
