@@ -44,7 +44,7 @@ METRIC = {"deblur_dehaze": "PSNR (dB)", "tie": "phase RMSE (rad)", "idt": "Δn R
 RUNNERS = {"deblur_dehaze": "deblur_dehaze", "tie": "tie_phase", "idt": "idt"}
 TEST_SEEDS, VALIDATION_SEEDS = (1000, 1001), (2000, 2001, 2002, 2003)
 #: The validation grid of the WS budget: (samples, steps) with this version's schedule.
-BUDGETS = ((3, 3), (4, 3), (2, 4), (3, 4), (4, 2), (2, 5))
+BUDGETS = ((3, 3), (4, 3), (2, 4), (3, 4), (4, 2), (2, 5), (2, 6), (1, 10))
 
 
 def previous_release(commit: str = PREVIOUS_RELEASE):

@@ -41,8 +41,8 @@ to 0.004, hardly changed x̂₀) and draws its samples in antithetic pairs. Chos
 images (``python benchmarks/speed.py --validation``, seeds 2000-2003, 256² crops of 512²
 scenes at 2000 and 300 photons/px; mean PSNR, earlier 4 × 12: 19.46 dB): 3 × 3 18.81, 4 × 3
 18.93, 2 × 4 19.14, 3 × 4 19.03, 4 × 2 18.28, 2 × 5 19.31, 2 × 6 19.34, 1 × 10 18.83 (final
-σ/α 0.1 / 0.03 for 2 × 5: 19.31 / 19.27; the script's ablation rows undo the antithetic pairs
-and the final noise level in turn). In exploratory runs on 256² scenes (seeds 2000-2003,
+σ/α 0.1 / 0.03 for 2 × 5: 19.31 / 19.27). Each choice undone (2 × 5): independent samples
+18.85, steps down to t_min 18.92, both 18.39. In exploratory runs on 256² scenes (seeds 2000-2003,
 earlier 19.86 dB) 4 × 3 gave 19.18 with the earlier schedule (3 seeds), 19.51 with this one,
 19.84 antithetic; 2 × 5 19.64. IDT (seeds 2000-2001, both regimes; earlier 0.380e-3): 2 × 5 0.392e-3, 2 × 6
 0.386e-3, 3 × 4 0.404e-3, 2 × 6 with the earlier schedule 0.403e-3. TIE: equal to 4 digits.
