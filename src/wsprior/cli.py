@@ -300,7 +300,7 @@ def _run_task(args: argparse.Namespace) -> int:
     if getattr(args, "psf", None):
         params["psf"] = io.read_image(args.psf)
     with _cluster(getattr(args, "scheduler", None)) as client:
-        return _solve_and_write(function, args, params, axes, client)
+        return _solve_and_write(function, args, params, settings, axes, client)
 
 
 def _checked(model, params: dict):
@@ -372,7 +372,7 @@ def _cluster(address: str | None):
         yield client
 
 
-def _solve_and_write(function, args, params: dict, axes: str, client) -> int:
+def _solve_and_write(function, args, params: dict, settings, axes: str, client) -> int:
     """TIFF → TIFF in memory; a zarr input or output keeps the data lazy (dask) and a zarr
     output is written chunk by chunk (``wsprior.storage``). With ``return_std`` the per-pixel
     standard deviation goes to ``OUTPUT_std`` beside the mean in ``OUTPUT``."""
@@ -382,7 +382,7 @@ def _solve_and_write(function, args, params: dict, axes: str, client) -> int:
     lazy = to_zarr or storage.is_zarr(args.input)
     data = storage.open_array(args.input) if lazy else io.read_image(args.input)
     _check_shape(args.task, data.shape, params)
-    print(announcement(args.task, function, data, params), flush=True)
+    print(announcement(args.task, function, data, params, settings), flush=True)
     with ConsoleProgress(args.task) as progress:
         result = function(data, progress=progress, **params)
         outputs = _named_outputs(Path(args.output), result)
@@ -407,15 +407,15 @@ def _solve_and_write(function, args, params: dict, axes: str, client) -> int:
     return 0
 
 
-def announcement(task: str, function, data, params: dict) -> str:
-    """What is about to run: the method (and a sampler's budget), the data, the device and the
-    expected duration (``wsprior.expected_time``)."""
+def announcement(task: str, function, data, params: dict, settings) -> str:
+    """What is about to run (``params``, validated as ``settings``): the method (and a
+    sampler's budget), the data, the device and the expected duration
+    (``wsprior.expected_time``)."""
     import torch
 
     from ._arrays import resolve_device
     from .expected_time import describe_seconds, expected_seconds
 
-    settings = _checked(_TASKS[task][1], {k: v for k, v in params.items() if k != "psf"})
     device = resolve_device(settings.device)
     where = (f"{device} ({torch.get_num_threads()} threads)" if device.type == "cpu"
              else f"{device} ({torch.cuda.get_device_name(device)})")

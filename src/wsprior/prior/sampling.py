@@ -20,7 +20,7 @@ def time_grid(sde, steps: int, *, device=None, dtype=torch.float32) -> torch.Ten
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
     ends = torch.tensor([1.0, sde.config.t_min], dtype=torch.float64)
-    log_snr = torch.log(sde.alpha(ends) / sde.sigma(ends))
+    log_snr = sde.log_snr(ends)
     grid = torch.linspace(float(log_snr[0]), float(log_snr[1]), steps + 1, dtype=torch.float64)
     return sde.time_of_log_snr(grid).to(device=device, dtype=dtype)
 

@@ -72,6 +72,10 @@ class VPSDE:
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(-torch.expm1(-self.beta_integral(t)))  # sqrt(1 − α²), stable at t → 0
 
+    def log_snr(self, t: torch.Tensor) -> torch.Tensor:
+        """``log(α_t/σ_t)``; ``time_of_log_snr`` is its inverse."""
+        return torch.log(self.alpha(t) / self.sigma(t))
+
     def time_of_log_snr(self, log_snr: torch.Tensor) -> torch.Tensor:
         """Inverse of ``log(α_t/σ_t)``: solves ``∫₀ᵗβ = log(1 + e^{−2λ})`` for t."""
         c = self.config

@@ -93,7 +93,7 @@ def schedule(sde, steps: int, warm_start: bool, device,
         return time_grid(sde, steps, device=device)
     if final_noise is not None:
         start = torch.tensor(WARM_START_T, dtype=torch.float64)
-        ends = (float(torch.log(sde.alpha(start) / sde.sigma(start))), -math.log(final_noise))
+        ends = (float(sde.log_snr(start)), -math.log(final_noise))
         log_snr = torch.linspace(*ends, steps + 1, dtype=torch.float64)
         return sde.time_of_log_snr(log_snr).to(device=device, dtype=torch.float32)
     full = time_grid(sde, 4 * steps, device=device)
