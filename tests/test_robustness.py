@@ -221,3 +221,13 @@ def test_simulation_keywords_keep_their_old_defaults():
     acq = WidefieldAcquisition(haze_mean=0.0, haze_std=0.0, photons=1e12, read_noise_photons=0.0)
     wrapped, _ = simulate_widefield(obj, acq, np.random.default_rng(1), 0, periodic=True)
     assert wrapped[-1, -1] > 0.01 * wrapped[0, 0]   # light wraps around a periodic field
+
+
+def test_ties_with_the_trivial_estimate_are_not_worse():
+    """A sampler that returns the zero phase to 3e-10 of its RMSE (tie-t04) ties with the zero
+    phase; a real difference, however small in absolute terms, still counts."""
+    better = benchmark().better
+    assert not better("tie", 0.09610619329200214, 0.09610619331685544)
+    assert better("tie", 0.0961, 0.0962) and not better("tie", 0.0962, 0.0961)
+    assert not better("deblur_dehaze", 20.0, 20.0 - 1e-9)
+    assert better("deblur_dehaze", 20.0, 19.99) and not better("deblur_dehaze", 19.99, 20.0)

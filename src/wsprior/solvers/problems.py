@@ -16,7 +16,8 @@ from ..noise import StructuredNoise
 from ..physics.optics import embed_centered
 from ..physics.tie import intensity_derivative, laplacian_symbol, wavenumber
 from .classical import deconvolution
-from .classical.idt import adjoint_apply, forward_apply, normal_matrices
+from .classical.idt import (adjoint_apply, forward_apply, frequencies_first, idt_solution,
+                            normal_matrices)
 from .padding import mirror_pad, mirror_pad_to
 from .regularization import estimate_noise_sigma
 
@@ -251,11 +252,16 @@ class IdtProblem:
     #: validation images (seeds 2000-2001) it raised the Δn RMSE from 1.46e-3 to 2.33e-3.
     structured_prior_error: bool = False
     classical_scale_px: float | None = None   # as in FourierProblem
+    normal: torch.Tensor | None = None        # Hᴴ H (Yp, Xp, 2M, 2M); None: computed here
 
     def __post_init__(self):
         self.slices = self.classical.shape[0]
-        self.normal = normal_matrices(self.transfer)
+        if self.normal is None:
+            self.normal = normal_matrices(self.transfer)
         self.projected = adjoint_apply(self.transfer, self.data_spectrum)
+        self._per_frequency = frequencies_first(self.transfer)
+        self._data_energy = float(self.data_spectrum.abs().square().sum(dtype=torch.float64))
+        self._reduced = {}
 
     @property
     def padded_shape(self) -> tuple[int, int]:
@@ -285,10 +291,15 @@ class IdtProblem:
         x = torch.fft.ifft2(x_hat).real[(..., *self.crop)]
         return x[:m], x[m:]
 
-    def proximal(self, x0: torch.Tensor, precision: float, guidance: float = 1.0,
+    def proximal(self, x0: torch.Tensor, precision: float | torch.Tensor, guidance: float = 1.0,
                  white: bool = True) -> torch.Tensor:
-        """Re Δε of ``solve`` (the IDT noise model is white already)."""
-        return self.solve(x0, precision, guidance)[0]
+        """Re Δε of ``solve`` (the IDT noise model is white already), from the Im-eliminated
+        system of ``guidance`` (``ReducedIdtSystem``): two small matrix products per frequency
+        instead of a 2M × 2M solve at every step."""
+        if guidance not in self._reduced:
+            self._reduced[guidance] = ReducedIdtSystem.build(self, guidance)
+        x_hat = self._reduced[guidance].solve(torch.fft.fft2(self.pad(x0)), precision)
+        return torch.fft.ifft2(x_hat).real[(..., *self.crop)]
 
     def misfit(self, x: torch.Tensor, inflation: float | torch.Tensor = 0.0) -> torch.Tensor:
         """``½ ‖g − H (x, Im_classical)‖²/σ²``; ``inflation`` adds ``inflation · Σ_lk |H_lk|²``
@@ -298,13 +309,20 @@ class IdtProblem:
         ``Σ_k |H_lk|²`` it grew with the number of LEDs and Score-ALD diverged."""
         m = self.slices
         x_hat = torch.fft.fft2(self.pad(torch.cat((x, self.classical_imag))))
-        predicted = forward_apply(self.transfer, x_hat)
+        predicted = forward_apply(self.transfer, x_hat, self._per_frequency)
         power = self.noise_variance + inflation * self.transfer[:, :m].abs().square().sum((0, 1))
         count = self.data_spectrum[0].numel()
         return 0.5 * ((self.data_spectrum - predicted).abs().square() / (power * count)).sum()
 
     def residual_norm(self, x: torch.Tensor) -> float:
-        return float(2 * self.misfit(x) / self.data_spectrum.numel())
+        """``2 misfit(x) / count`` from the normal equations, ``‖ĝ − H x̂‖² = ‖ĝ‖² − 2 Re x̂ᴴ Hᴴĝ
+        + x̂ᴴ N x̂`` per frequency: 6× less work than applying ``H`` to 8-64 LED images."""
+        x_hat = torch.fft.fft2(self.pad(torch.cat((x, self.classical_imag)))).permute(1, 2, 0)
+        normal_x = (self.normal * x_hat[..., None, :]).sum(-1)
+        cross = (x_hat.conj() * (normal_x - 2 * self.projected)).real.sum(dtype=torch.float64)
+        energy = max(float(self._data_energy + cross), 0.0)
+        return energy / (self.noise_variance * self.data_spectrum[0].numel()
+                         * self.data_spectrum.numel())
 
     def output(self, x: torch.Tensor) -> torch.Tensor:
         """Complex Δε (M, Y, X): ``x`` as the real part, the absorption that best fits the data
@@ -318,33 +336,63 @@ class IdtProblem:
         return permittivity_to_ri(eps, self.ri_medium)
 
 
+@dataclass
+class ReducedIdtSystem:
+    """``IdtProblem.solve``'s system with ``Im Δε`` eliminated (Schur complement), for a fixed
+    data weight ``w = λ/σ²``. With ``N = [[N_rr, N_ri], [N_ir, N_ii]]``, ``B = w N_ii + μ/σ² I``::
+
+        S = w N_rr − w² N_ri B⁻¹ N_ir = U diag(s) Uᴴ,   c = w (p_r − w N_ri B⁻¹ p_i),
+        x̂_Re = U (Uᴴ c + ρ Uᴴ x̂₀) / (s + ρ)
+
+    (``p = Hᴴ ĝ``), so a step's precision ``ρ`` costs a diagonal rescaling. Built in double
+    precision: ``S`` is a difference of nearly equal terms where Re and Im couple strongly."""
+    basis: torch.Tensor          # U (Yp, Xp, M, M)
+    eigenvalues: torch.Tensor    # s (Yp, Xp, M), ≥ 0
+    data: torch.Tensor           # Uᴴ c (Yp, Xp, M)
+
+    @classmethod
+    def build(cls, problem: IdtProblem, guidance: float) -> ReducedIdtSystem:
+        m = problem.slices
+        w = guidance / problem.noise_variance
+        normal = problem.normal.to(torch.complex128)
+        projected = problem.projected.to(torch.complex128)
+        identity = torch.eye(m, dtype=normal.dtype, device=normal.device)
+        coupled = w * normal[..., m:, m:] + problem.mu / problem.noise_variance * identity
+        eliminated = torch.linalg.solve(coupled, torch.cat(
+            (normal[..., m:, :m], projected[..., m:, None]), dim=-1))     # B⁻¹ [N_ir, p_i]
+        schur = w * normal[..., :m, :m] - w ** 2 * normal[..., :m, m:] @ eliminated[..., :m]
+        rhs = w * (projected[..., :m] - w * (normal[..., :m, m:] @ eliminated[..., m:])[..., 0])
+        eigenvalues, basis = torch.linalg.eigh((schur + schur.mH) / 2)
+        data = (basis.mH @ rhs[..., None])[..., 0]
+        dtype = problem.normal.dtype
+        return cls(basis.to(dtype), eigenvalues.clamp_min(0).to(problem.normal.real.dtype),
+                   data.to(dtype))
+
+    def solve(self, anchor_hat: torch.Tensor, precision: float | torch.Tensor) -> torch.Tensor:
+        """``x̂_Re`` (M, Yp, Xp) for the anchor's spectrum ``x̂₀`` (M, Yp, Xp) and precision ``ρ``
+        (a number or a (Yp, Xp) spectrum)."""
+        rho = torch.as_tensor(precision, dtype=self.eigenvalues.dtype,
+                              device=self.eigenvalues.device)
+        rho = rho[..., None] if rho.ndim else rho
+        anchor = anchor_hat.to(self.basis.dtype).permute(1, 2, 0)[..., None]
+        projected = self.data + rho * (self.basis.mH @ anchor)[..., 0]
+        x_hat = (self.basis @ (projected / (self.eigenvalues + rho))[..., None])[..., 0]
+        return x_hat.permute(2, 0, 1)
+
+
 def idt_problem(images: torch.Tensor, *, illumination_na, wavelength_um: float, na: float,
                 pixel_size_um: float, n_medium: float, z_um, slice_thickness_um=None,
                 components: str = "permittivity") -> IdtProblem:
     """Raw brightfield images (L, Y, X) → the sampler's IDT problem around the Tikhonov solution
     (automatic weight, ``wsprior.solvers.classical.idt``)."""
-    import numpy as np
-
-    from ..physics.idt import idt_transfer_functions, normalize_images
-    from .classical.idt import _default_thickness, idt_tikhonov, normal_scale
-
-    eps, relative = idt_tikhonov(images, illumination_na=illumination_na,
-                                 wavelength_um=wavelength_um, na=na, pixel_size_um=pixel_size_um,
-                                 n_medium=n_medium, z_um=z_um, slice_thickness_um=slice_thickness_um,
-                                 return_regularization=True)
-    g = normalize_images(images)
-    n_leds, ny, nx = g.shape
-    pad = min(ny, nx) // 8
-    padded, crop = mirror_pad(g, (pad, pad), fast_fft=False)
-    z = np.asarray(z_um, dtype=np.float64).reshape(-1)
-    h_re, h_im = idt_transfer_functions(padded.shape[-2:], pixel_size_um, wavelength_um, na,
-                                        n_medium, illumination_na, z,
-                                        _default_thickness(z, slice_thickness_um),
-                                        device=g.device, dtype=g.dtype)
-    transfer = torch.cat((h_re, h_im), dim=1)
-    mu = relative * normal_scale(transfer)
-    sigma2 = float(estimate_noise_sigma(g[None])[0].double().square().mean())
-    return IdtProblem(transfer, torch.fft.fft2(padded), sigma2, mu, crop, eps.real.contiguous(),
-                      eps.imag.contiguous(), *prior_unit_map(eps.real),
+    solution = idt_solution(images, illumination_na=illumination_na, wavelength_um=wavelength_um,
+                            na=na, pixel_size_um=pixel_size_um, n_medium=n_medium, z_um=z_um,
+                            slice_thickness_um=slice_thickness_um)
+    solver, eps = solution.solver, solution.eps[0]
+    mu = solution.weights[0] * solver.scale
+    sigma2 = float(solution.sigmas[0].double().square().mean())
+    return IdtProblem(solver.transfer, torch.fft.fft2(solution.padded[0]), sigma2, mu,
+                      solution.crop, eps.real.contiguous(), eps.imag.contiguous(),
+                      *prior_unit_map(eps.real),
                       ri_medium=n_medium if components == "ri" else None,
-                      classical_scale_px=CLASSICAL_SCALE_PX)
+                      classical_scale_px=CLASSICAL_SCALE_PX, normal=solver.normal)

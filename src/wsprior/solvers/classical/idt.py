@@ -31,6 +31,7 @@ counts and strong scattering it asks for too little regularisation, hence the lo
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -64,7 +65,7 @@ def idt_tikhonov(images, *, illumination_na, wavelength_um: float, na: float,
     ``s = max_u tr N(u) / (2M)`` is the largest mean eigenvalue of the normal matrix; or
     ``"auto"``: Morozov's discrepancy principle on the range of ``H`` (module docstring) with
     the noise ``σ_j`` from ``estimate_noise_sigma(g_j)``, ``r`` clamped into
-    ``AUTO_REGULARIZATION_BAND`` = [1e-2, 1] and chosen per batch element.
+    ``AUTO_REGULARIZATION_BAND`` and chosen per batch element.
     ``slice_thickness_um`` defaults to the spacing of ``z_um`` (required for one slice).
     The DC of ``Δε_Re`` is not observable (``H_Re(0) = 0``) and comes out 0; the DC of
     ``Δε_Im`` is removed by the normalisation. numpy in → numpy out; torch stays on its device.
@@ -82,12 +83,51 @@ def idt_tikhonov(images, *, illumination_na, wavelength_um: float, na: float,
     pad = min(ny, nx) // 8 if pad_px is None else int(pad_px)
     if not 0 <= pad < min(ny, nx):
         raise ValueError(f"pad_px must lie in [0, {min(ny, nx) - 1}]; got {pad_px!r}")
-    padded, crop = mirror_pad(g.reshape(-1, n_leds, ny, nx), (pad, pad), fast_fft=False)
-    h_re, h_im = idt_transfer_functions(padded.shape[-2:], pixel_size_um, wavelength_um, na,
-                                        n_medium, illumination_na, z, dz, device=g.device,
-                                        dtype=g.dtype)
+    solution = _solve(g.reshape(-1, n_leds, ny, nx), pad, regularization,
+                      dict(illumination_na=illumination_na, wavelength_um=wavelength_um, na=na,
+                           pixel_size_um=pixel_size_um, n_medium=n_medium, z=z, dz=dz))
+    out = solution.eps.reshape(*batch, z.size, ny, nx)
+    out = out.cpu().numpy() if is_numpy else out
+    weights = solution.weights
+    if return_regularization:
+        return out, (weights[0] if not batch else weights)
+    return out
+
+
+class TikhonovSolution(NamedTuple):
+    """What ``idt_tikhonov`` computes on the way, for the samplers (``idt_solution``)."""
+    eps: torch.Tensor                 # complex Δε (B, M, Y, X)
+    weights: list[float]              # relative weight r per batch element
+    solver: "_FrequencySolver"        # transfer, normal matrices, their eigendecomposition
+    padded: torch.Tensor              # the normalised images, mirror-padded (B, L, Yp, Xp)
+    crop: tuple[slice, slice]         # padded grid → image
+    sigmas: torch.Tensor              # white-noise σ of every normalised image (B, L)
+
+
+def idt_solution(images: torch.Tensor, *, illumination_na, wavelength_um: float, na: float,
+                 pixel_size_um: float, n_medium: float, z_um, slice_thickness_um=None
+                 ) -> TikhonovSolution:
+    """The automatic-weight Tikhonov solution of raw images ``(L, Y, X)`` (torch, validated by
+    the caller) with its padded data and per-frequency solver, so that a sampler's problem
+    reuses them instead of computing them a second time."""
+    z = np.asarray(z_um, dtype=np.float64).reshape(-1)
+    raw = images if images.is_floating_point() else images.float()
+    g = normalize_images(raw)
+    return _solve(g[None], min(g.shape[-2:]) // 8, "auto",
+                  dict(illumination_na=illumination_na, wavelength_um=wavelength_um, na=na,
+                       pixel_size_um=pixel_size_um, n_medium=n_medium, z=z,
+                       dz=_default_thickness(z, slice_thickness_um)))
+
+
+def _solve(g: torch.Tensor, pad: int, regularization, optics: dict) -> TikhonovSolution:
+    """Tikhonov Δε of normalised images ``g`` (B, L, Y, X), each with its own weight."""
+    padded, crop = mirror_pad(g, (pad, pad), fast_fft=False)
+    h_re, h_im = idt_transfer_functions(padded.shape[-2:], optics["pixel_size_um"],
+                                        optics["wavelength_um"], optics["na"],
+                                        optics["n_medium"], optics["illumination_na"],
+                                        optics["z"], optics["dz"], device=g.device, dtype=g.dtype)
     solver = _FrequencySolver(torch.cat((h_re, h_im), dim=1))            # (L, 2M, Yp, Xp)
-    sigmas = estimate_noise_sigma(g.reshape(-1, n_leds, ny, nx))
+    sigmas = estimate_noise_sigma(g)
     eps, weights = [], []
     for b in range(padded.shape[0]):
         c = solver.project(padded[b])
@@ -95,12 +135,9 @@ def idt_tikhonov(images, *, illumination_na, wavelength_um: float, na: float,
         eps.append(solver.solve(c, r))
         weights.append(r)
     eps = torch.stack(eps)[(..., *crop)]
-    m = z.size
-    out = torch.complex(eps[:, :m], eps[:, m:]).reshape(*batch, m, ny, nx)
-    out = out.cpu().numpy() if is_numpy else out
-    if return_regularization:
-        return out, (weights[0] if not batch else weights)
-    return out
+    m = optics["z"].size
+    return TikhonovSolution(torch.complex(eps[:, :m], eps[:, m:]), weights, solver, padded,
+                            crop, sigmas)
 
 
 def idt_tikhonov_transfer(shape: tuple[int, int], *, illumination_na, wavelength_um: float,
@@ -132,8 +169,8 @@ class _FrequencySolver:
 
     def __init__(self, transfer: torch.Tensor):
         self.transfer = transfer
-        normal = normal_matrices(transfer)                                  # (Yp, Xp, K, K)
-        self.eigval, self.eigvec = torch.linalg.eigh(normal)
+        self.normal = normal_matrices(transfer)                             # (Yp, Xp, K, K)
+        self.eigval, self.eigvec = torch.linalg.eigh(self.normal)
         self.eigval = self.eigval.clamp_min(0)
         self.scale = normal_scale(transfer)
         tolerance = _RANK_TOLERANCE * torch.finfo(self.eigval.dtype).eps
@@ -167,7 +204,7 @@ class _FrequencySolver:
 def normal_matrices(transfer: torch.Tensor) -> torch.Tensor:
     """``N(u) = H(u)^H H(u)`` ``(Yp, Xp, K, K)`` of ``H`` ``(L, K, Yp, Xp)``: one batched
     matrix product over the frequencies (5× faster on a CPU than the equivalent einsum)."""
-    per_frequency = _frequencies_first(transfer)                         # (P, L, K)
+    per_frequency = frequencies_first(transfer)                         # (P, L, K)
     normal = torch.bmm(per_frequency.conj().transpose(1, 2).contiguous(), per_frequency)
     k = transfer.shape[1]
     return normal.reshape(*transfer.shape[-2:], k, k)
@@ -175,21 +212,25 @@ def normal_matrices(transfer: torch.Tensor) -> torch.Tensor:
 
 def adjoint_apply(transfer: torch.Tensor, spectra: torch.Tensor) -> torch.Tensor:
     """``H(u)^H ĝ(u)`` ``(Yp, Xp, K)`` for spectra ``ĝ`` ``(L, Yp, Xp)``."""
-    per_frequency = _frequencies_first(transfer)
+    per_frequency = frequencies_first(transfer)
     data = spectra.to(transfer.dtype).reshape(spectra.shape[0], -1).T[..., None]   # (P, L, 1)
     out = torch.bmm(per_frequency.conj().transpose(1, 2).contiguous(), data.contiguous())
     return out.reshape(*transfer.shape[-2:], transfer.shape[1])
 
 
-def forward_apply(transfer: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """``H(u) x̂(u)`` ``(L, Yp, Xp)`` for ``x̂`` ``(K, Yp, Xp)``."""
-    per_frequency = _frequencies_first(transfer)                         # (P, L, K)
+def forward_apply(transfer: torch.Tensor, x_hat: torch.Tensor,
+                  per_frequency: torch.Tensor | None = None) -> torch.Tensor:
+    """``H(u) x̂(u)`` ``(L, Yp, Xp)`` for ``x̂`` ``(K, Yp, Xp)``; ``per_frequency``: ``H`` laid
+    out as ``frequencies_first(transfer)`` (a caller applying ``H`` often keeps that copy)."""
+    if per_frequency is None:
+        per_frequency = frequencies_first(transfer)                      # (P, L, K)
     unknowns = x_hat.to(transfer.dtype).reshape(x_hat.shape[0], -1).T[..., None]   # (P, K, 1)
     out = torch.bmm(per_frequency, unknowns.contiguous())[..., 0]        # (P, L)
     return out.T.reshape(transfer.shape[0], *transfer.shape[-2:])
 
 
-def _frequencies_first(transfer: torch.Tensor) -> torch.Tensor:
+def frequencies_first(transfer: torch.Tensor) -> torch.Tensor:
+    """``H`` ``(L, K, Yp, Xp)`` as one contiguous ``(P, L, K)`` matrix per frequency."""
     n_leds, k = transfer.shape[:2]
     return transfer.reshape(n_leds, k, -1).permute(2, 0, 1).contiguous()
 
