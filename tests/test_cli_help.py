@@ -66,6 +66,7 @@ def test_method_lists_its_choices_and_default_and_what_ws_costs(capsys, task):
 def test_named_flags_explain_themselves_with_units(capsys):
     tie, idt = (option_help(help_text(capsys, task)) for task in ("tie", "idt"))
     assert "default: 5 steps per sample for ws, 12" in tie["--steps"] and "None" not in tie["--steps"]
+    assert "default: 6 steps per sample for ws, 12" in idt["--steps"]
     assert "default: 2 samples for ws, 4" in tie["--n-samples"]
     assert "shipped" in tie["--prior"] and ".safetensors" in tie["--prior"]
     assert "standard deviation" in tie["--return-std"]

@@ -14,7 +14,7 @@ from wsprior.prior.diffusion_prior import DiffusionPrior
 from wsprior.prior.sde import VPSDE
 from wsprior.solvers import posterior
 from wsprior.solvers.posterior import DEFAULT_SAMPLES, DEFAULT_STEPS, WARM_START_T, schedule
-from wsprior.solvers.ws import FINAL_NOISE, WS_SAMPLES, WS_STEPS
+from wsprior.solvers.ws import FINAL_NOISE, WS_SAMPLES, WS_STEPS, WS_STEPS_BY_TASK
 
 OPTICS = dict(na=0.8, wavelength_um=0.52, pixel_size_um=0.1)
 
@@ -50,6 +50,21 @@ def test_default_budgets_are_the_network_evaluations_made(image, tiny_prior, eva
     wsprior.deblur_dehaze(image, prior=tiny_prior, **options, **OPTICS)
     assert len(evaluations) == expected
     assert WS_SAMPLES * WS_STEPS * 4 <= DEFAULT_SAMPLES * DEFAULT_STEPS   # ≥ 4× fewer
+
+
+def test_idt_takes_its_own_ws_step_count(tiny_prior, evaluations):
+    """IDT's default ws budget is 2 × 6 (``WS_STEPS_BY_TASK``); an explicit ``steps`` wins."""
+    from wsprior.data.idt import led_ring
+
+    rng = np.random.default_rng(0)
+    images = 1 + 0.01 * rng.standard_normal((8, 48, 48))
+    optics = dict(illumination_na=led_ring(8, 0.3), wavelength_um=0.53, na=0.4,
+                  pixel_size_um=0.3, n_medium=1.33, z_um=[0.0], slice_thickness_um=1.0)
+    wsprior.idt(images, prior=tiny_prior, **optics)
+    assert WS_STEPS_BY_TASK["idt"] == 6 and len(evaluations) == WS_SAMPLES * 6
+    evaluations.clear()
+    wsprior.idt(images, prior=tiny_prior, steps=3, **optics)
+    assert len(evaluations) == WS_SAMPLES * 3
 
 
 def test_ws_schedule_runs_log_snr_uniform_from_the_warm_start_to_the_final_noise():

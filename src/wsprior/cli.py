@@ -130,6 +130,7 @@ _DEFAULT_WORDS = {  # defaults that need words: None, or 'auto' with a meaning
     ("deblur-dehaze", "pixel_size_um"): "none; required",
     ("deblur-dehaze", "n_medium"): "chosen from --na: air below NA 1",
     ("idt", "slice_thickness_um"): "the spacing of --z-um; required for a single slice",
+    ("idt", "steps"): "6 steps per sample for ws, 12 for the other samplers",
     ("*", "steps"): "5 steps per sample for ws, 12 for the other samplers",
     ("*", "n_samples"): "2 samples for ws, 4 for the other samplers",
     ("*", "stochasticity"): "auto = 0.85",

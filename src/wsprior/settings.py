@@ -5,7 +5,7 @@ Field names carry their units; ranges are the physically meaningful ones, so a w
 """
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -25,13 +25,14 @@ class _Settings(BaseModel):
 
 class SolverSettings(_Settings):
     """Keywords common to every reconstruction (DESIGN.md §4)."""
+    task: ClassVar[str | None] = None      # "deblur_dehaze", "tie", "idt" in the subclasses
     prior: str = "default"
     steps: int | None = Field(None, ge=1, le=1000, description="sampler steps per sample "
-                              "(network evaluations); None: 5 for ws, 12 for the others")
+                              "(network evaluations); None: 5 for ws (6 for IDT), 12 for the others")
     guidance: Union[Auto, float] = Field("auto", description="data-consistency weight λ, or 'auto'")
     n_samples: int | None = Field(None, ge=1, le=256, description="posterior samples, "
                                   "averaged into the result (the posterior mean); None: 2 for "
-                                  "ws (2 × 5 steps), 4 for the others (4 × 12 steps)")
+                                  "ws (2 × 5 steps, IDT 2 × 6), 4 for the others (4 × 12 steps)")
     start_from_noise: bool = Field(False, description="diffusion samplers: start from structured "
                                    "noise at t = 1 instead of the classical solution diffused "
                                    "to t = 0.5 (more steps needed)")
@@ -84,6 +85,7 @@ class SolverSettings(_Settings):
 
 
 class DeblurDehazeSettings(SolverSettings):
+    task: ClassVar[str] = "deblur_dehaze"
     method: Literal[DEBLUR_METHODS] = "ws"
     na: float | None = Field(None, gt=0, le=1.7, description="objective NA")
     wavelength_um: float | None = Field(None, ge=WAVELENGTH_RANGE_UM[0], le=WAVELENGTH_RANGE_UM[1],
@@ -118,6 +120,7 @@ class DeblurDehazeSettings(SolverSettings):
 
 
 class TieSettings(SolverSettings):
+    task: ClassVar[str] = "tie"
     method: Literal[TIE_METHODS] = "ws"
     z_um: list[float] = Field(..., min_length=2, description="defocus of each plane (µm)")
     wavelength_um: float = Field(..., ge=WAVELENGTH_RANGE_UM[0], le=WAVELENGTH_RANGE_UM[1])
@@ -133,6 +136,7 @@ class TieSettings(SolverSettings):
 
 
 class IdtSettings(SolverSettings):
+    task: ClassVar[str] = "idt"
     method: Literal[IDT_METHODS] = "ws"
     illumination_na: list[tuple[float, float]] = Field(..., min_length=1,
                                                        description="(NA_x, NA_y) per image")

@@ -327,7 +327,8 @@ class TaskWidget(RunnerWidget):
         self._add(prior_field())
         self._add(int_field("steps", "steps per sample (0 = auto)", 0, maximum=1000,
                             zero_is_none=True, tooltip="sampler steps of each sample (network "
-                            "evaluations); 0 = auto: 5 for ws, 12 for the other samplers"))
+                            "evaluations); 0 = auto: 5 for ws (6 for IDT), 12 for the other "
+                            "samplers"))
         self._add(auto_field("guidance", "guidance λ",
                              tooltip="data-consistency weight, or 'auto'"))
         self._add(int_field("n_samples", "samples (0 = auto)", 0, maximum=256,

@@ -11,7 +11,7 @@ from .dps import dps_sample
 from .joint import joint_sample
 from .posterior import DEFAULT_SAMPLES, DEFAULT_STEPS
 from .score_ald import score_ald_sample
-from .ws import WS_SAMPLES, WS_STEPS, ws_sample
+from .ws import WS_SAMPLES, WS_STEPS, WS_STEPS_BY_TASK, ws_sample
 
 SAMPLERS = {"ws": ws_sample, "dps": dps_sample, "score_ald": score_ald_sample,
             "ddnm": ddnm_sample}
@@ -43,10 +43,12 @@ def _cached_prior(name: str, device: str, stamp: int):
 
 def budget(method: str, settings) -> tuple[int, int]:
     """``(n_samples, steps)``: the settings', else the method's default (``ws`` warm-started:
-    ``WS_SAMPLES`` × ``WS_STEPS``; the others, and any sampler started from noise:
-    ``DEFAULT_SAMPLES`` × ``DEFAULT_STEPS``)."""
-    fast = method == "ws" and not settings.start_from_noise
-    samples, steps = (WS_SAMPLES, WS_STEPS) if fast else (DEFAULT_SAMPLES, DEFAULT_STEPS)
+    ``WS_SAMPLES`` × the task's ``WS_STEPS_BY_TASK``, else ``WS_STEPS``; the others, and any
+    sampler started from noise: ``DEFAULT_SAMPLES`` × ``DEFAULT_STEPS``)."""
+    if method == "ws" and not settings.start_from_noise:
+        samples, steps = WS_SAMPLES, WS_STEPS_BY_TASK.get(settings.task, WS_STEPS)
+    else:
+        samples, steps = DEFAULT_SAMPLES, DEFAULT_STEPS
     return settings.n_samples or samples, settings.steps or steps
 
 
