@@ -44,7 +44,11 @@ METRIC = {"deblur_dehaze": "PSNR (dB)", "tie": "phase RMSE (rad)", "idt": "Δn R
 RUNNERS = {"deblur_dehaze": "deblur_dehaze", "tie": "tie_phase", "idt": "idt"}
 TEST_SEEDS, VALIDATION_SEEDS = (1000, 1001), (2000, 2001, 2002, 2003)
 #: The validation grid of the WS budget: (samples, steps) with this version's schedule.
-BUDGETS = ((3, 3), (4, 3), (2, 4), (3, 4), (4, 2), (2, 5), (2, 6), (1, 10))
+BUDGETS = {"deblur_dehaze": ((3, 3), (4, 3), (2, 4), (3, 4), (4, 2), (2, 5), (2, 6), (1, 10)),
+           "idt": ((2, 5), (2, 6), (2, 7), (4, 3))}
+#: Validation seeds per task (TIE: its result hardly depends on the budget).
+VALIDATION_TASK_SEEDS = {"deblur_dehaze": VALIDATION_SEEDS, "idt": VALIDATION_SEEDS,
+                         "tie": VALIDATION_SEEDS[:2]}
 
 
 def previous_release(commit: str = PREVIOUS_RELEASE):
@@ -181,12 +185,9 @@ def comparison(task: str, rows: dict, labels: list[str]) -> str:
     """This version's ws against the previous release's, case by case."""
     new, old = rows["ws (this version)"], rows["ws (previous release, 4 × 12)"]
     speedup = np.array(old["seconds"]) / np.array(new["seconds"])
-    if task == "deblur_dehaze":
-        change = np.array(new["quality"]) - np.array(old["quality"])
-        unit, header = "dB", "PSNR change (dB)"
-    else:
-        change = 100 * (np.array(new["quality"]) / np.array(old["quality"]) - 1)
-        unit, header = "%", "RMSE change (%)"
+    change = _change(task, np.array(new["quality"]), np.array(old["quality"]))
+    unit, header = (("dB", "PSNR change (dB)") if task == "deblur_dehaze"
+                    else ("%", "RMSE change (%)"))
     lines = [f"| case | speed-up | {header} |", "|---|---|---|"]
     lines += [f"| {label} | {s:.2f}× | {c:+.2f} |" for label, s, c in zip(labels, speedup, change)]
     lines.append(f"| **all** | **{speedup.min():.2f}–{speedup.max():.2f}× (median "
@@ -221,22 +222,31 @@ def _revision() -> str:
 def validation(previous, counter) -> None:
     """Previous vs this default on every task, and the WS budget grid on deblur + dehaze."""
     for task in CASES:
-        case_list = list(cases(task, VALIDATION_SEEDS[:2] if task != "deblur_dehaze"
-                               else VALIDATION_SEEDS, with_sample=False))
+        case_list = list(cases(task, VALIDATION_TASK_SEEDS[task], with_sample=False))
         case_list = [(label, *_crop(task, m, t), p) for label, m, t, p in case_list]
         chosen = variants(task, previous)
         chosen.pop(f"classical ({CLASSICAL[task]})")
+        run_ws = getattr(wsprior, RUNNERS[task])
+        for samples, steps in BUDGETS.get(task, ()):
+            chosen[f"ws {samples} × {steps}"] = partial(run_ws, method="ws", n_samples=samples,
+                                                       steps=steps)
         if task == "deblur_dehaze":
-            run_ws = getattr(wsprior, RUNNERS[task])
-            for samples, steps in BUDGETS:
-                chosen[f"ws {samples} × {steps}"] = partial(run_ws, method="ws",
-                                                           n_samples=samples, steps=steps)
             for name, options in ABLATIONS.items():
                 chosen[name] = partial(_ablated, run_ws, options)
         rows = run(task, chosen, case_list, counter)
+        previous_quality = np.array(rows["ws (previous release, 4 × 12)"]["quality"])
         for name, row in rows.items():
+            change = _change(task, np.array(row["quality"]), previous_quality)
+            worst = change.min() if task == "deblur_dehaze" else change.max()
+            unit = "dB" if task == "deblur_dehaze" else "%"
             print(f"VALIDATION {task:13s} {name:34s} {METRIC[task]} "
-                  f"{np.mean(row['quality']):.4g}  {np.mean(row['seconds']):.2f} s")
+                  f"{np.mean(row['quality']):.4g}  worst case vs previous {worst:+.2f} {unit}  "
+                  f"{np.mean(row['seconds']):.2f} s")
+
+
+def _change(task: str, quality: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Per case: PSNR difference (dB), or RMSE change (%), against the previous release."""
+    return quality - previous if task == "deblur_dehaze" else 100 * (quality / previous - 1)
 
 
 #: The default's two choices besides the budget, each undone in turn (2 × 5).
