@@ -58,7 +58,7 @@ _TASK_HELP = {
 
 
 def _method_help(task: str) -> str:
-    diffusion = ("diffusion prior (see --prior; about 15 s per 512² plane on a 2-core CPU): "
+    diffusion = ("diffusion prior (see --prior; about 12 s per 512² plane on a 2-core CPU): "
                  "ws = whitened-score sampler; dps, score_ald, ddnm")
     if task == "deblur-dehaze":
         return ("reconstruction method. Classical (seconds): wiener = Tikhonov whitened by the "

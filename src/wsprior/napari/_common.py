@@ -369,7 +369,7 @@ class TaskWidget(RunnerWidget):
         field = choice_field("method", "method", choices, default,
                              tooltip="classical methods need no prior and take seconds; "
                                      "'(diffusion prior)' methods use the prior options below "
-                                     "and take about 15 s per 512² plane on a 2-core CPU")
+                                     "and take about 12 s per 512² plane on a 2-core CPU")
         set_choice = field.set
         field.set = lambda value: set_choice(canonical_method(self.task, value))
         return field
