@@ -61,9 +61,11 @@ def deblur_dehaze(image, *, psf=None, na=None, wavelength_um=None, pixel_size_um
         solve = _sampler(settings, prior,
                          lambda image: deblur_problem(image[0], kernel.to(image), **common))
         tiles = DeblurSamplerTiles(kernel, settings, _prior_source(settings, prior))
-        if not settings.return_std and tiling.wanted(image, tiles, core_in=2, settings=settings):
-            return tiling.apply(image, tiles, core_in=2, settings=settings, progress=progress)
-        return _run_diffusion(image, solve, core_in=2, core_out=lambda s: s, settings=settings,
+        if not settings.return_std and tiling.wanted(image, tiles, core_in=settings.image_axes,
+                                                     settings=settings):
+            return tiling.apply(image, tiles, core_in=settings.image_axes, settings=settings,
+                                progress=progress)
+        return _run_diffusion(image, solve, core_out=lambda s: s, settings=settings,
                               progress=progress, name="image", tiled_here=True)
 
     tiles = classical_tiles("deblur_dehaze", settings, kernel)
@@ -71,7 +73,7 @@ def deblur_dehaze(image, *, psf=None, na=None, wavelength_um=None, pixel_size_um
     def solve(batch: torch.Tensor, report: Progress) -> torch.Tensor:
         return tiles.whole_plane(batch[0], progress=report)[None]
 
-    return _run(image, solve, core_in=2, core_out=lambda s: s, settings=settings,
+    return _run(image, solve, core_out=lambda s: s, settings=settings,
                 progress=progress, name="image", tiles=tiles)
 
 
@@ -110,10 +112,10 @@ def tie_phase(stack, *, z_um, wavelength_um, pixel_size_um, n_medium=1.0, method
             out = sampler(batch, report)
             return out - out.mean(dim=(-2, -1), keepdim=True)  # phase up to a constant
 
-        return _run_diffusion(stack, centred, core_in=3, core_out=lambda s: s[1:],
+        return _run_diffusion(stack, centred, core_out=lambda s: s[1:],
                               settings=settings, progress=progress, name="stack")
 
-    return _run(stack, solve, core_in=3, core_out=lambda s: s[1:], settings=settings,
+    return _run(stack, solve, core_out=lambda s: s[1:], settings=settings,
                 progress=progress, name="stack", tiles=classical_tiles("tie", settings))
 
 
@@ -164,21 +166,22 @@ def idt(images, *, illumination_na, wavelength_um, na, pixel_size_um, n_medium, 
                       z_um=settings.z_um, slice_thickness_um=settings.slice_thickness_um,
                       components=settings.components)
         solve = _sampler(settings, prior, lambda batch: idt_problem(batch[0], **optics))
-        return _run_diffusion(images, solve, core_in=3, core_out=lambda s: (n_slices,) + s[1:],
+        return _run_diffusion(images, solve, core_out=lambda s: (n_slices,) + s[1:],
                               settings=settings, progress=progress, name="images",
                               out_dtype=out_dtype)
-    return _run(images, solve, core_in=3, core_out=lambda s: (n_slices,) + s[1:],
+    return _run(images, solve, core_out=lambda s: (n_slices,) + s[1:],
                 settings=settings, progress=progress, name="images", out_dtype=out_dtype,
                 tiles=classical_tiles("idt", settings))
 
 
-def _run(array, solve, *, core_in: int, core_out, settings, progress: Progress, name: str,
+def _run(array, solve, *, core_out, settings, progress: Progress, name: str,
          out_dtype=np.float32, tiles=None):
     """Apply ``solve`` (torch batch (N, *core) → (N, *core_out)) image by image over the leading
     axes, reporting ``progress(done, total)``; dispatch on the array type. With ``tile_size``, or
     planes too large for memory, the tile operator ``tiles`` runs instead (``wsprior.tiling``)."""
     from . import tiling
 
+    core_in = settings.image_axes
     if tiling.wanted(array, tiles, core_in=core_in, settings=settings):
         return tiling.apply(array, tiles, core_in=core_in, settings=settings, progress=progress)
     device = resolve_device(settings.device)
@@ -254,7 +257,7 @@ def _sampler(settings, prior, build_problem):
     return solve
 
 
-def _run_diffusion(array, solve, *, core_in, core_out, settings, progress, name,
+def _run_diffusion(array, solve, *, core_out, settings, progress, name,
                    out_dtype=np.float32, tiled_here=False):
     """``_run`` for the samplers on whole planes, and ``(mean, std)`` when ``return_std``.
     ``tile_size`` is honoured by the deblur samplers without ``return_std`` (``tiled_here``)."""
@@ -264,11 +267,11 @@ def _run_diffusion(array, solve, *, core_in, core_out, settings, progress, name,
         warnings.warn(f"tile_size is ignored by method={settings.method!r}: {reason}",
                       stacklevel=3)
     if not settings.return_std:
-        return _run(array, solve, core_in=core_in, core_out=core_out, settings=settings,
+        return _run(array, solve, core_out=core_out, settings=settings,
                     progress=progress, name=name, out_dtype=out_dtype)
-    both = _run(array, solve, core_in=core_in, core_out=lambda s: (2, *core_out(s)),
+    both = _run(array, solve, core_out=lambda s: (2, *core_out(s)),
                 settings=settings, progress=progress, name=name, out_dtype=out_dtype)
-    axis = both.ndim - len(core_out(tuple(array.shape[-core_in:]))) - 1
+    axis = both.ndim - len(core_out(tuple(array.shape[-settings.image_axes:]))) - 1
     index = [slice(None)] * both.ndim
     mean, std = (both[tuple(index[:axis] + [k])] for k in (0, 1))
     return mean, _real(std)

@@ -420,7 +420,7 @@ def announcement(task: str, function, data, params: dict, settings) -> str:
     device = resolve_device(settings.device)
     where = (f"{device} ({torch.get_num_threads()} threads)" if device.type == "cpu"
              else f"{device} ({torch.cuda.get_device_name(device)})")
-    core = 3 if task in _SHAPE_RULES else 2
+    core = settings.image_axes
     images = int(np.prod(data.shape[:-core]))
     try:
         expected = describe_seconds(expected_seconds(function, data, params, core))

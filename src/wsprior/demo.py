@@ -19,6 +19,7 @@ from . import api, io, metrics  # noqa: E402
 from .console_progress import ConsoleProgress  # noqa: E402
 from .data.samples import load_sample  # noqa: E402
 from .expected_time import describe_seconds, expected_seconds  # noqa: E402
+from .settings import TASK_SETTINGS  # noqa: E402
 from .solvers.samplers import is_diffusion  # noqa: E402
 
 # method → display name, per task: the classical solvers and the whitened-score sampler with the
@@ -87,8 +88,8 @@ def _announce(task: str, method: str, measurement: np.ndarray, options: dict) ->
     ones take seconds; ``wsprior.expected_time``)."""
     if not is_diffusion(method):
         return
-    core = 2 if task == "deblur_dehaze" else 3
-    seconds = expected_seconds(_RUNNERS[task], measurement, options, core)
+    seconds = expected_seconds(_RUNNERS[task], measurement, options,
+                               TASK_SETTINGS[task].image_axes)
     print(f"{task:14s} {method:10s} expected {describe_seconds(seconds)}", flush=True)
 
 

@@ -26,6 +26,8 @@ class _Settings(BaseModel):
 class SolverSettings(_Settings):
     """Keywords common to every reconstruction (DESIGN.md §4)."""
     task: ClassVar[str | None] = None      # "deblur_dehaze", "tie", "idt" in the subclasses
+    #: Trailing axes of one measurement: a plane (Y, X) or a stack (planes or LEDs, Y, X).
+    image_axes: ClassVar[int] = 2
     prior: str = "default"
     steps: int | None = Field(None, ge=1, le=1000, description="sampler steps per sample "
                               "(network evaluations); None: 5 for ws (6 for IDT), 12 for the others")
@@ -121,6 +123,7 @@ class DeblurDehazeSettings(SolverSettings):
 
 class TieSettings(SolverSettings):
     task: ClassVar[str] = "tie"
+    image_axes: ClassVar[int] = 3
     method: Literal[TIE_METHODS] = "ws"
     z_um: list[float] = Field(..., min_length=2, description="defocus of each plane (µm)")
     wavelength_um: float = Field(..., ge=WAVELENGTH_RANGE_UM[0], le=WAVELENGTH_RANGE_UM[1])
@@ -137,6 +140,7 @@ class TieSettings(SolverSettings):
 
 class IdtSettings(SolverSettings):
     task: ClassVar[str] = "idt"
+    image_axes: ClassVar[int] = 3
     method: Literal[IDT_METHODS] = "ws"
     illumination_na: list[tuple[float, float]] = Field(..., min_length=1,
                                                        description="(NA_x, NA_y) per image")
@@ -177,3 +181,7 @@ def _describe(error: ValidationError) -> str:
         got = f" (got {item['input']!r})" if item["type"] != "missing" and item["loc"] else ""
         lines.append(f"{name}: {message}{got}")
     return "; ".join(lines)
+
+
+#: The settings model of each task (API names).
+TASK_SETTINGS = {"deblur_dehaze": DeblurDehazeSettings, "tie": TieSettings, "idt": IdtSettings}
