@@ -83,9 +83,8 @@ def idt_tikhonov(images, *, illumination_na, wavelength_um: float, na: float,
     pad = min(ny, nx) // 8 if pad_px is None else int(pad_px)
     if not 0 <= pad < min(ny, nx):
         raise ValueError(f"pad_px must lie in [0, {min(ny, nx) - 1}]; got {pad_px!r}")
-    solution = _solve(g.reshape(-1, n_leds, ny, nx), pad, regularization,
-                      dict(illumination_na=illumination_na, wavelength_um=wavelength_um, na=na,
-                           pixel_size_um=pixel_size_um, n_medium=n_medium, z=z, dz=dz))
+    solution = _solve(g.reshape(-1, n_leds, ny, nx), pad, regularization, pixel_size_um,
+                      wavelength_um, na, n_medium, illumination_na, z, dz)
     out = solution.eps.reshape(*batch, z.size, ny, nx)
     out = out.cpu().numpy() if is_numpy else out
     weights = solution.weights
@@ -113,19 +112,16 @@ def idt_solution(images: torch.Tensor, *, illumination_na, wavelength_um: float,
     z = np.asarray(z_um, dtype=np.float64).reshape(-1)
     raw = images if images.is_floating_point() else images.float()
     g = normalize_images(raw)
-    return _solve(g[None], min(g.shape[-2:]) // 8, "auto",
-                  dict(illumination_na=illumination_na, wavelength_um=wavelength_um, na=na,
-                       pixel_size_um=pixel_size_um, n_medium=n_medium, z=z,
-                       dz=_default_thickness(z, slice_thickness_um)))
+    return _solve(g[None], min(g.shape[-2:]) // 8, "auto", pixel_size_um, wavelength_um, na,
+                  n_medium, illumination_na, z, _default_thickness(z, slice_thickness_um))
 
 
-def _solve(g: torch.Tensor, pad: int, regularization, optics: dict) -> TikhonovSolution:
-    """Tikhonov Δε of normalised images ``g`` (B, L, Y, X), each with its own weight."""
+def _solve(g: torch.Tensor, pad: int, regularization, *optics) -> TikhonovSolution:
+    """Tikhonov Δε of normalised images ``g`` (B, L, Y, X), each with its own weight;
+    ``optics``: ``idt_transfer_functions``' arguments after the grid shape."""
     padded, crop = mirror_pad(g, (pad, pad), fast_fft=False)
-    h_re, h_im = idt_transfer_functions(padded.shape[-2:], optics["pixel_size_um"],
-                                        optics["wavelength_um"], optics["na"],
-                                        optics["n_medium"], optics["illumination_na"],
-                                        optics["z"], optics["dz"], device=g.device, dtype=g.dtype)
+    h_re, h_im = idt_transfer_functions(padded.shape[-2:], *optics, device=g.device,
+                                        dtype=g.dtype)
     solver = _FrequencySolver(torch.cat((h_re, h_im), dim=1))            # (L, 2M, Yp, Xp)
     sigmas = estimate_noise_sigma(g)
     eps, weights = [], []
@@ -135,7 +131,7 @@ def _solve(g: torch.Tensor, pad: int, regularization, optics: dict) -> TikhonovS
         eps.append(solver.solve(c, r))
         weights.append(r)
     eps = torch.stack(eps)[(..., *crop)]
-    m = optics["z"].size
+    m = h_re.shape[1]
     return TikhonovSolution(torch.complex(eps[:, :m], eps[:, m:]), weights, solver, padded,
                             crop, sigmas)
 
