@@ -16,12 +16,63 @@ import torch
 _MAD_TO_SIGMA = 0.6745
 
 
+#: HH-band tile side (coefficients, 2 px each) of ``mean_noise_sigma``.
+NOISE_BLOCK = 8
+#: Intensity groups of tiles ``mean_noise_sigma`` fits its noise line to.
+NOISE_GROUPS = 16
+
+
 def estimate_noise_sigma(image: torch.Tensor) -> torch.Tensor:
     """Per-image white-noise σ of ``image`` (..., Y, X) → (...,) from the HH Haar band."""
     y = image[..., : image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2]
     hh = (y[..., 0::2, 0::2] - y[..., 1::2, 0::2] - y[..., 0::2, 1::2] + y[..., 1::2, 1::2]) / 2
     flat = hh.reshape(*hh.shape[:-2], -1).abs()
     return flat.median(dim=-1).values / _MAD_TO_SIGMA
+
+
+def mean_noise_sigma(image: torch.Tensor, block: int = NOISE_BLOCK,
+                     groups: int = NOISE_GROUPS) -> float:
+    """White-noise σ of ``image`` (Y, X) whose variance is the noise variance averaged over the
+    image, for noise that grows with the signal (shot noise, ``var = a·I + b``). The median-
+    based ``estimate_noise_sigma`` reads the noise of the typical, often dark, pixel: a
+    Fourier-domain filter that takes it for the noise of every frequency trusts bright
+    regions' high frequencies too much. Here the HH Haar band is cut into ``block``² tiles; the
+    tiles, ordered by their mean intensity, form ``groups`` groups, and the line
+    ``var = a·I + b`` (``a, b ≥ 0``) is fitted to each group's median intensity and median
+    tile variance (medians: a tile's edges, or a few textured tiles, do not count), then
+    evaluated at the image's mean intensity."""
+    y = image[: image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2].double()
+    hh = (y[0::2, 0::2] - y[1::2, 0::2] - y[0::2, 1::2] + y[1::2, 1::2]) / 2
+    level = (y[0::2, 0::2] + y[1::2, 0::2] + y[0::2, 1::2] + y[1::2, 1::2]) / 4
+    by, bx = (min(block, n) for n in hh.shape)
+    ny, nx = hh.shape[0] // by * by, hh.shape[1] // bx * bx
+
+    def tiles(band):
+        return band[:ny, :nx].reshape(ny // by, by, nx // bx, bx).permute(0, 2, 1, 3).reshape(
+            -1, by * bx)
+
+    variance = (tiles(hh).abs().median(dim=-1).values / _MAD_TO_SIGMA) ** 2
+    order = torch.argsort(tiles(level).mean(dim=-1))
+    chunks = [c for c in torch.tensor_split(order, min(groups, len(order))) if len(c)]
+    means = torch.stack([tiles(level).mean(dim=-1)[c].median() for c in chunks])
+    variances = torch.stack([variance[c].median() for c in chunks])
+    slope, offset = _nonnegative_line(means, variances)
+    return math.sqrt(max(slope * float(y.mean()) + offset, 0.0))
+
+
+def _nonnegative_line(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Least-squares ``y ≈ a x + b`` with ``a, b ≥ 0`` (the better of the free fit when it is
+    admissible, ``b = 0`` and ``a = 0``)."""
+    candidates = []
+    if float(x.max() - x.min()) > 0:
+        a = float(((x - x.mean()) * (y - y.mean())).sum() / (x - x.mean()).square().sum())
+        b = float(y.mean()) - a * float(x.mean())
+        if a >= 0 and b >= 0:
+            candidates.append((a, b))
+    if float(x.square().sum()) > 0:
+        candidates.append((max(float((x * y).sum() / x.square().sum()), 0.0), 0.0))
+    candidates.append((0.0, float(y.mean())))
+    return min(candidates, key=lambda ab: float((ab[0] * x + ab[1] - y).square().sum()))
 
 
 def discrepancy_weight(residual_sq: Callable[[float], float], target_sq: float, *,
