@@ -75,12 +75,15 @@ def window_sizes(monkeypatch):
 
 # The fitted spectra set the deconvolution kernel's reach; on these phantoms it stays well
 # inside a 128² tile's window for either haze width, so the 512² plane is solved in windows.
-@pytest.mark.parametrize("method, haze_sigma_um, splits", [
-    ("wiener", 3.0, True), ("rl", 3.0, True), ("wiener", 0.5, True), ("rl", 0.5, True)])
-def test_tiled_deblur_equals_untiled(method, haze_sigma_um, splits, window_sizes):
+@pytest.mark.parametrize("method, haze_sigma_um, splits, iterations", [
+    ("wiener", 3.0, True, 10), ("rl", 3.0, True, 10), ("wiener", 0.5, True, 10),
+    ("rl", 0.5, True, 10), ("rl", 3.0, True, "auto")])
+def test_tiled_deblur_equals_untiled(method, haze_sigma_um, splits, iterations, window_sizes):
+    """``iterations="auto"``: the count is a number of the plane, the same for every tile."""
     image, params = widefield(haze_sigma_um)
-    untiled = wsprior.deblur_dehaze(image, method=method, iterations=10, **params)
-    tiled = wsprior.deblur_dehaze(image, method=method, iterations=10, tile_size=TILE, **params)
+    untiled = wsprior.deblur_dehaze(image, method=method, iterations=iterations, **params)
+    tiled = wsprior.deblur_dehaze(image, method=method, iterations=iterations, tile_size=TILE,
+                                  **params)
     assert relative_error(tiled, untiled) < 1e-4
     assert (max(window_sizes) < (SIZE, SIZE)) == splits
 

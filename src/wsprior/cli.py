@@ -137,6 +137,7 @@ _DEFAULT_WORDS = {  # defaults that need words: None, or 'auto' with a meaning
     ("*", "tile_size"): "whole planes, tiled automatically when a plane needs more than "
                         "half the free memory",
     ("*", "haze_sigma_um"): "auto = fitted to the image",
+    ("*", "iterations"): "auto = until the data misfit reaches the noise level, at most 100",
 }
 
 

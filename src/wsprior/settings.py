@@ -100,7 +100,9 @@ class DeblurDehazeSettings(SolverSettings):
         "auto", description="haze correlation width (µm); 'auto': fitted to the image")
     haze_std: Union[Auto, float] = Field("auto", description="haze standard deviation (image units)")
     background: Union[Auto, float] = Field("auto", description="constant offset (image units)")
-    iterations: int = Field(20, ge=1, le=10000, description="Richardson–Lucy iterations")
+    iterations: Union[Auto, int] = Field(
+        "auto", description="Richardson–Lucy iterations; 'auto': until the data misfit reaches "
+        "the noise level (at most 100)")
 
 
     @field_validator("haze_sigma_um")
@@ -108,6 +110,13 @@ class DeblurDehazeSettings(SolverSettings):
     def _width_or_auto(cls, value):
         if value != "auto" and not 0 < value <= 1000:
             raise ValueError("must be 'auto' or a width in (0, 1000] µm")
+        return value
+
+    @field_validator("iterations")
+    @classmethod
+    def _iterations_or_auto(cls, value):
+        if value != "auto" and not 1 <= value <= 10000:
+            raise ValueError("must be 'auto' or a whole number of iterations in [1, 10000]")
         return value
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ from magicgui.widgets import ComboBox
 from .. import api
 from ..settings import DeblurDehazeSettings
 from ._common import TaskWidget
-from ._fields import (Field, auto_field, float_field, int_field, optional_float_field,
+from ._fields import (Field, auto_field, auto_int_field, float_field, optional_float_field,
                       pixel_size_field)
 from ._layers import image_layers, layer_data, output_geometry
 
@@ -67,8 +67,9 @@ class DeblurDehazeWidget(TaskWidget):
                              f"({medium:g}); got {na:g}")
 
     def _method_fields(self) -> list[Field]:
-        return [int_field("iterations", "iterations (RL)", 20, minimum=1, maximum=100000,
-                          tooltip="Richardson–Lucy iterations")]
+        return [auto_int_field("iterations", "iterations (RL)", maximum=10000,
+                               tooltip="Richardson–Lucy iterations; auto: until the data "
+                                       "misfit reaches the noise level (at most 100)")]
 
     def _update_method_fields(self, method: str) -> None:
         self.fields["iterations"].widget.enabled = method == "rl"

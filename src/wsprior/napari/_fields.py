@@ -141,6 +141,16 @@ def int_field(name, label, value, *, minimum=0, maximum=1_000_000, zero_is_none=
     return Field(widget, get, set_value)
 
 
+def auto_int_field(name, label, *, maximum=1_000_000, tooltip=None) -> Field:
+    """A whole number from 1, or 'auto' (shown at 0, the start of the spin box)."""
+    widget = SpinBox(name=name, label=label, value=0, min=0, max=maximum, tooltip=tooltip)
+    widget.native.setSpecialValueText("auto")
+
+    def set_value(v):
+        widget.value = 0 if v in (None, "auto") else int(v)
+    return Field(widget, lambda: "auto" if widget.value == 0 else int(widget.value), set_value)
+
+
 def auto_field(name, label, *, tooltip=None) -> Field:
     widget = LineEdit(name=name, label=label, value="auto", tooltip=tooltip)
 

@@ -69,7 +69,8 @@ class DeblurTiles:
 
     def estimate(self, planes: torch.Tensor) -> list[dict]:
         return [deconvolution_parameters(plane[0], self.psf.to(plane), **self.common,
-                                         **self.automatic, richardson_lucy=self.rl)
+                                         **self.automatic, richardson_lucy=self.rl,
+                                         iterations=self.iterations)
                 for plane in planes]
 
     def halo_floor(self, limit: int) -> None:
@@ -85,7 +86,7 @@ class DeblurTiles:
         if not self.rl:
             return _whitened_halo(psf, 0, limit, pixel, **numbers)
         haze = _whitened_halo(psf, 1, limit, pixel, **numbers)
-        steps = _landweber_halo(psf, self.iterations, limit)
+        steps = _landweber_halo(psf, int(params["iterations"]), limit)
         return tuple(None if a is None or b is None else a + b for a, b in zip(haze, steps))
 
     def __call__(self, windows: torch.Tensor, params: Sequence[dict] | None,
@@ -112,7 +113,7 @@ class DeblurTiles:
         # beyond the image border that the untiled solve pads with.
         return richardson_lucy_fixed(window, psf, params, pad=box is None,
                                      pixel_size_um=self.common["pixel_size_um"],
-                                     iterations=self.iterations, progress=progress)
+                                     progress=progress)
 
 
 class TieTiles:
