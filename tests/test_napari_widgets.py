@@ -249,6 +249,8 @@ def test_yaml_roundtrip_and_cli_schema(task, notes, tmp_path):
 
     fresh = DeblurDehazeWidget(viewer)  # a second, undocked instance with the defaults
     assert fresh.parameters() != saved
+    assert fresh.parameters()["iterations"] == "auto"   # the spin box at 0
+    validated(DeblurDehazeSettings, **fresh.parameters())
     fresh.load_parameters(path)
     assert fresh.parameters() == saved
 

@@ -67,7 +67,7 @@ class DeblurDehazeWidget(TaskWidget):
                              f"({medium:g}); got {na:g}")
 
     def _method_fields(self) -> list[Field]:
-        return [auto_int_field("iterations", "iterations (RL)", maximum=10000,
+        return [auto_int_field("iterations", "iterations (RL, 0 = auto)", maximum=10000,
                                tooltip="Richardson–Lucy iterations; auto: until the data "
                                        "misfit reaches the noise level (at most 100)")]
 

@@ -142,9 +142,8 @@ def int_field(name, label, value, *, minimum=0, maximum=1_000_000, zero_is_none=
 
 
 def auto_int_field(name, label, *, maximum=1_000_000, tooltip=None) -> Field:
-    """A whole number from 1, or 'auto' (shown at 0, the start of the spin box)."""
+    """A whole number from 1, or 'auto' at 0 (the label says so, as the sampler fields do)."""
     widget = SpinBox(name=name, label=label, value=0, min=0, max=maximum, tooltip=tooltip)
-    widget.native.setSpecialValueText("auto")
 
     def set_value(v):
         widget.value = 0 if v in (None, "auto") else int(v)
