@@ -119,10 +119,14 @@ def richardson_lucy_fixed(y: torch.Tensor, psf: torch.Tensor, numbers: dict, *,
     return estimate[0][crop] * scale
 
 
-def _richardson_lucy_data(y, psf, numbers: dict, pixel_size_um: float, pad: bool):
-    """``(data, background, crop)`` in units of the image scale, (1, Y', X') each."""
+def _richardson_lucy_data(y, psf, numbers: dict, pixel_size_um: float, pad: bool,
+                          background: torch.Tensor | None = None):
+    """``(data, background, crop)`` in units of the image scale, (1, Y', X') each;
+    ``background``: ``haze_background`` if already computed (image units)."""
     scale = numbers["scale"]
-    background = haze_background(y, psf, pixel_size_um=pixel_size_um, numbers=numbers) / scale
+    if background is None:
+        background = haze_background(y, psf, pixel_size_um=pixel_size_um, numbers=numbers)
+    background = background / scale
     data = torch.stack((y / scale, background))
     crop = (slice(None), slice(None))
     if pad:   # by the PSF: the background already holds the haze filter's reach
@@ -131,7 +135,8 @@ def _richardson_lucy_data(y, psf, numbers: dict, pixel_size_um: float, pad: bool
 
 
 def discrepancy_iterations(y: torch.Tensor, psf: torch.Tensor, numbers: dict, *,
-                           pixel_size_um: float, maximum: int = MAX_AUTO_ITERATIONS) -> int:
+                           pixel_size_um: float, maximum: int = MAX_AUTO_ITERATIONS,
+                           background: torch.Tensor | None = None) -> int:
     """Richardson–Lucy iterations for the image (Y, X): the first at which the mean squared
     data misfit ``‖y − A x − b‖²/n`` falls to the noise variance ``σ_w²`` (Morozov's
     discrepancy principle; at least 1, at most ``maximum``). RL reaches the noise level within
@@ -142,7 +147,8 @@ def discrepancy_iterations(y: torch.Tensor, psf: torch.Tensor, numbers: dict, *,
     scale = numbers["scale"]
     if scale == 0:
         return 1
-    data, background, _ = _richardson_lucy_data(y, psf, numbers, pixel_size_um, pad=True)
+    data, background, _ = _richardson_lucy_data(y, psf, numbers, pixel_size_um, pad=True,
+                                                background=background)
     target = (numbers["noise_sigma"] / scale) ** 2
     _, used = _iterate(data, background, psf, maximum, numbers["initial"] / scale, None, target)
     return max(used, 1)
@@ -212,7 +218,8 @@ def deconvolution_parameters(y: torch.Tensor, psf: torch.Tensor, *, pixel_size_u
         background_map = _background_map(solve)
         numbers["initial"] = float((y.clamp_min(0) - background_map).clamp_min(0).mean())
         numbers["iterations"] = (discrepancy_iterations(y, psf, numbers,
-                                                        pixel_size_um=pixel_size_um)
+                                                        pixel_size_um=pixel_size_um,
+                                                        background=background_map)
                                  if iterations == "auto" else int(iterations))
     return numbers
 
