@@ -22,10 +22,17 @@ NOISE_BLOCK = 8
 NOISE_GROUPS = 16
 
 
+def haar_bands(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(LL, HH)`` Haar bands of ``image`` (..., Y, X) cropped to even sides: the 2 × 2 block
+    means and the diagonal detail ``(a − b − c + d)/2`` (white noise σ keeps σ there)."""
+    y = image[..., : image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2]
+    a, b, c, d = y[..., 0::2, 0::2], y[..., 1::2, 0::2], y[..., 0::2, 1::2], y[..., 1::2, 1::2]
+    return (a + b + c + d) / 4, (a - b - c + d) / 2
+
+
 def estimate_noise_sigma(image: torch.Tensor) -> torch.Tensor:
     """Per-image white-noise σ of ``image`` (..., Y, X) → (...,) from the HH Haar band."""
-    y = image[..., : image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2]
-    hh = (y[..., 0::2, 0::2] - y[..., 1::2, 0::2] - y[..., 0::2, 1::2] + y[..., 1::2, 1::2]) / 2
+    hh = haar_bands(image)[1]
     flat = hh.reshape(*hh.shape[:-2], -1).abs()
     return flat.median(dim=-1).values / _MAD_TO_SIGMA
 
@@ -41,9 +48,7 @@ def mean_noise_sigma(image: torch.Tensor, block: int = NOISE_BLOCK,
     ``var = a·I + b`` (``a, b ≥ 0``) is fitted to each group's median intensity and median
     tile variance (medians: a tile's edges, or a few textured tiles, do not count), then
     evaluated at the image's mean intensity."""
-    y = image[: image.shape[-2] // 2 * 2, : image.shape[-1] // 2 * 2].double()
-    hh = (y[0::2, 0::2] - y[1::2, 0::2] - y[0::2, 1::2] + y[1::2, 1::2]) / 2
-    level = (y[0::2, 0::2] + y[1::2, 0::2] + y[0::2, 1::2] + y[1::2, 1::2]) / 4
+    level, hh = haar_bands(image.double())
     by, bx = (min(block, n) for n in hh.shape)
     ny, nx = hh.shape[0] // by * by, hh.shape[1] // bx * bx
 
@@ -52,12 +57,13 @@ def mean_noise_sigma(image: torch.Tensor, block: int = NOISE_BLOCK,
             -1, by * bx)
 
     variance = (tiles(hh).abs().median(dim=-1).values / _MAD_TO_SIGMA) ** 2
-    order = torch.argsort(tiles(level).mean(dim=-1))
+    intensity = tiles(level).mean(dim=-1)
+    order = torch.argsort(intensity)
     chunks = [c for c in torch.tensor_split(order, min(groups, len(order))) if len(c)]
-    means = torch.stack([tiles(level).mean(dim=-1)[c].median() for c in chunks])
+    means = torch.stack([intensity[c].median() for c in chunks])
     variances = torch.stack([variance[c].median() for c in chunks])
     slope, offset = _nonnegative_line(means, variances)
-    return math.sqrt(max(slope * float(y.mean()) + offset, 0.0))
+    return math.sqrt(max(slope * float(level.mean()) + offset, 0.0))
 
 
 def _nonnegative_line(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
