@@ -1,9 +1,11 @@
-"""One-step denoising quality (Tweedie x̂₀) of the shipped priors on held-out synthetic images,
-under structured and under white noise, at several diffusion times, against a classical
-denoiser (the linear MMSE / Wiener filter with the exact noise spectrum and the mean signal
-spectrum of separate training-distribution images).
+"""One-step denoising quality (Tweedie x̂₀) of the shipped priors on held-out content — synthetic
+phantoms and crops of real images no prior trained on (the robustness benchmark's validation
+images) — under structured and under white noise, at several diffusion times, against a
+classical denoiser (the linear MMSE / Wiener filter with the exact noise spectrum and the mean
+signal spectrum of separate images of the same content).
 
     python benchmarks/prior.py        # writes the "prior" section of docs/benchmarks.md
+    python benchmarks/prior.py --extra new=train_runs/ws.safetensors --dry-run   # compare one
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import ROOT, write_section  # noqa: E402
 
-from wsprior.data.training_set import synthetic_images  # noqa: E402
+from wsprior.data import specimens  # noqa: E402
+from wsprior.data.robustness import SOURCES_BY_PART  # noqa: E402
+from wsprior.data.training_set import (Augmentation, PatchSampler, synthetic_images,  # noqa: E402
+                                       to_unit_range)
 from wsprior.noise import StructuredNoise  # noqa: E402
 from wsprior.prior import load_prior  # noqa: E402
 
@@ -39,9 +44,29 @@ def wiener(x_t, alpha, sigma, signal_mean, signal_power, noise_power):
     return signal_mean + torch.fft.ifft2(gain * residual).real
 
 
-def evaluate(priors: dict, noises: dict) -> list[dict]:
-    truth = torch.from_numpy(synthetic_images(COUNT, SIZE, HELD_OUT_SEED))
-    reference = torch.from_numpy(synthetic_images(COUNT, SIZE, SPECTRUM_SEED))
+def held_out_real(count: int, seed: int) -> np.ndarray:
+    """``count`` SIZE² crops of the robustness benchmark's validation images (which no prior
+    trains on) at view scales 0.5-4 source pixels per pixel, in [-1, 1]."""
+    names = [n for group in SOURCES_BY_PART["validation"].values() for n in group]
+    images = [to_unit_range(specimens.load_source(n)) for n in names]
+    sampler = PatchSampler(images, SIZE, seed, Augmentation(view_scale=(0.5, 4.0), gamma=(1, 1),
+                                                              offset=(0, 0)))
+    return sampler(count)[:, 0].numpy()
+
+
+CONTENT = {
+    "phantoms": lambda seed: synthetic_images(COUNT, SIZE, seed),
+    "real (held out)": lambda seed: held_out_real(COUNT, seed),
+}
+
+
+def evaluate(priors: dict, noises: dict, contents=tuple(CONTENT)) -> list[dict]:
+    return [row for content in contents for row in _evaluate(priors, noises, content)]
+
+
+def _evaluate(priors: dict, noises: dict, content: str) -> list[dict]:
+    truth = torch.from_numpy(CONTENT[content](HELD_OUT_SEED))
+    reference = torch.from_numpy(CONTENT[content](SPECTRUM_SEED))
     signal_mean = reference.mean()
     signal_power = (torch.fft.fft2(reference - signal_mean).abs() ** 2).mean(0) / SIZE ** 2
     generator = torch.Generator().manual_seed(0)
@@ -53,7 +78,7 @@ def evaluate(priors: dict, noises: dict) -> list[dict]:
             tt = torch.tensor(t)
             alpha, sigma = sde.alpha(tt), sde.sigma(tt)
             x_t = alpha * truth + sigma * operator.sample(truth.shape, generator=generator)
-            row = {"noise": noise_name, "t": t, "σ_t/α_t": float(sigma / alpha),
+            row = {"content": content, "noise": noise_name, "t": t, "σ_t/α_t": float(sigma / alpha),
                    "input x_t/α_t": psnr(truth, x_t / alpha),
                    "Wiener (exact spectra)": psnr(truth, wiener(x_t, alpha, sigma, signal_mean,
                                                                signal_power, noise_power))}
@@ -68,10 +93,13 @@ def evaluate(priors: dict, noises: dict) -> list[dict]:
 def markdown(rows: list[dict], priors: dict) -> str:
     keys = list(rows[0])
     lines = ["## Prior: one-step denoising (Tweedie x̂₀)", "",
-             "Command: `python benchmarks/prior.py` — PSNR (dB, images scaled to [-1, 1]) on "
-             f"{COUNT} held-out synthetic {SIZE}² phantoms (seed {HELD_OUT_SEED}; training used seed 0), "
+             "Command: `python benchmarks/prior.py` — PSNR (dB, images scaled to [-1, 1]), mean "
+             f"over {COUNT} held-out {SIZE}² images of each content: synthetic phantoms (seed "
+             f"{HELD_OUT_SEED}; training used seed 0) and crops of real images no prior trained on "
+             "(the robustness benchmark's validation images, at 0.5-4 image pixels per pixel). "
              "x_t = α_t x₀ + σ_t n with n structured (the WS family's reference K: Gaussian random "
-             "field + white mix) or white. The Wiener column knows the exact noise spectrum.", ""]
+             "field + white mix; and its widest field) or white. The Wiener column knows the exact "
+             "noise spectrum and the content's mean signal spectrum.", ""]
     for name, prior in priors.items():
         m = prior.metadata
         lines.append(f"- **{name}**: `{m.kind}` prior, {m.steps} steps on {m.training_device}, "
@@ -87,15 +115,28 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ws", default="default", help="WS prior (name or .safetensors)")
     parser.add_argument("--conventional", default="conventional")
+    parser.add_argument("--extra", nargs="*", default=[], metavar="NAME=PRIOR",
+                        help="more priors to compare (names or .safetensors files)")
+    parser.add_argument("--contents", nargs="+", default=list(CONTENT), choices=list(CONTENT))
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--dry-run", action="store_true", help="print the section, write nothing")
     args = parser.parse_args(argv)
     priors = {"WS prior": load_prior(args.ws), "conventional prior": load_prior(args.conventional)}
-    structured = priors["WS prior"].noise_family.reference()
+    priors.update({name: load_prior(path) for name, path in
+                   (item.split("=", 1) for item in args.extra)})
+    family = priors["WS prior"].noise_family
+    structured = family.reference()
     noises = {f"structured (σ={structured.sigma_px[0]:.2g} px, γ²={structured.white_mix:.2g})": structured,
+              f"structured wide (σ={family.sigma_px[1]:.3g} px, γ²={family.white_mix[0]:.2g})":
+                  StructuredNoise(family.sigma_px[1], family.white_mix[0]),
               "white": StructuredNoise(0.0)}
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = evaluate(priors, noises)
-    write_section(args.output, markdown(rows, priors), marker="prior")
+    rows = evaluate(priors, noises, args.contents)
+    section = markdown(rows, priors)
+    if args.dry_run:
+        print(section)
+        return
+    write_section(args.output, section, marker="prior")
     print(f"wrote {args.output}")
 
 

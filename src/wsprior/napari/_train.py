@@ -14,6 +14,7 @@ from napari.layers import Image
 from .. import io
 from .._arrays import resolve_device
 from .._training_files import saved_state, trim_loss_log
+from ..data import training_set
 from ..prior.diffusion_prior import load_prior
 from ..prior.train import TrainConfig, fitted_to_starting_prior, train, training_state_files
 from ._common import Cancelled, RunnerWidget
@@ -61,6 +62,10 @@ class TrainPriorWidget(RunnerWidget):
                              tooltip="cell phantoms (fluorescence, phase, RI); "
                                      "haze fields for kind 'haze'"))
         self._add_all(self._synthetic_fields())
+        self._add(bool_field("real", "real micrographs", False,
+                             tooltip="the fluorescence and EM images (and a few natural "
+                                     "scenes) the shipped priors train on; they come with a "
+                                     "source checkout of napari-wsprior (benchmarks/data/training)"))
         self.layer = ComboBox(name="layer", label="image layer (optional)", nullable=True,
                               value=None, choices=lambda _w: image_layers(self.viewer),
                               tooltip="random patches of this layer's 2D planes are added to "
@@ -183,6 +188,8 @@ class TrainPriorWidget(RunnerWidget):
     def training_config(self, params: dict) -> TrainConfig:
         """The ``TrainConfig`` of the current parameters (ValueError naming a bad one)."""
         data = ["synthetic"] if params["synthetic"] else []
+        if params["real"]:
+            data.append("real")
         if params["tiff_folder"]:
             data.append(params["tiff_folder"])
         start = params["init_from"]
@@ -329,14 +336,16 @@ def writable_output(text: str | None, label: str = "output") -> Path:
 def check_sources(config: TrainConfig, layer: Image | None) -> None:
     """At least one training source, each with images no smaller than a patch."""
     if not config.data and layer is None:
-        raise ValueError("training data: tick 'synthetic phantoms', choose an image layer or "
-                         "a TIFF folder")
+        raise ValueError("training data: tick 'synthetic phantoms' or 'real micrographs', "
+                         "choose an image layer or a TIFF folder")
     patch = config.patch_size
     if "synthetic" in config.data and config.synthetic_size < patch:
         raise ValueError(f"phantom size ({config.synthetic_size} px) must be at least "
                          f"the patch size ({patch} px)")
+    if "real" in config.data:
+        training_set.check_real_images()
     for source in config.data:
-        if source != "synthetic":
+        if source not in ("synthetic", "real"):
             check_tiff_folder(Path(source))
     if layer is not None:
         if layer.rgb:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..data.training_set import Augmentation
 from .network import UNetConfig
 from .sde import NoiseFamilyConfig, SDEConfig
 
@@ -31,6 +32,9 @@ class PriorMetadata(BaseModel):
     data_range: tuple[float, float] = (-1.0, 1.0)
     training_data: str
     training_data_sha256: str
+    training_sources: list[dict[str, str]] | None = Field(
+        None, description="the real images trained on: name, package, file, licence")
+    augmentation: Augmentation | None = None
     steps: int = Field(..., ge=0, description="optimiser steps, including those of the prior it started from")
     initialized_from: str | None = Field(None, description="the prior training started from (fine-tuning)")
     final_loss: float | None = None

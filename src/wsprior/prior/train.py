@@ -35,7 +35,10 @@ class TrainConfig(BaseModel):
     network: UNetConfig = UNetConfig()
     sde: SDEConfig = SDEConfig()
     noise_family: NoiseFamilyConfig | None = None
-    data: list[str] = Field(["synthetic"], description="'synthetic' and/or TIFF files/folders")
+    data: list[str] = Field(["synthetic"], description="'synthetic' (phantoms), 'real' (the "
+                            "real images of training_set.REAL_TRAINING_SOURCES) and/or TIFF "
+                            "files/folders")
+    augmentation: training_set.Augmentation = training_set.Augmentation()
     synthetic_images: int = Field(384, ge=1)
     synthetic_size: int = Field(128, ge=16)
     patch_size: int = Field(64, ge=8)
@@ -46,6 +49,8 @@ class TrainConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = Field(250, ge=1)
+    compile: bool = Field(False, description="torch.compile the network for training (worth it "
+                          "on a GPU for long runs; the first steps are slow while it compiles)")
     init_from: str | None = Field(None, description="start from this prior's weights ('default', "
                                   "'conventional', 'haze' or a .safetensors path): fine-tuning")
 
@@ -72,8 +77,9 @@ def train(config: TrainConfig, output: str | Path, *, command: str | None = None
     device = resolve_device(config.device)
     config, start = with_starting_prior(config)
     torch.manual_seed(config.seed)
-    images, description = _training_images(config, extra_images or {})
-    sampler = training_set.PatchSampler(images, config.patch_size, config.seed)
+    images, description, sources = _training_images(config, extra_images or {})
+    sampler = training_set.PatchSampler(images, config.patch_size, config.seed,
+                                        config.augmentation)
     network = UNet(config.network).to(device)
     ema = copy.deepcopy(network).requires_grad_(False)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate)
@@ -88,7 +94,8 @@ def train(config: TrainConfig, output: str | Path, *, command: str | None = None
     base_steps = start.metadata.steps if start is not None else 0
     metadata = PriorMetadata(
         kind=config.kind, network=config.network, sde=config.sde, noise_family=config.family(),
-        patch_size=config.patch_size, training_data=description,
+        patch_size=config.patch_size, training_data=description, training_sources=sources,
+        augmentation=config.augmentation,
         training_data_sha256=training_set.fingerprint(images), steps=base_steps + step,
         initialized_from=_describe(config.init_from, start),
         training_device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -105,6 +112,7 @@ def train(config: TrainConfig, output: str | Path, *, command: str | None = None
 def _loop(config, network, ema, optimizer, sampler, device, step, metadata, state_files, progress,
           base_steps):
     sde, family = VPSDE(config.sde), config.family()
+    forward = torch.compile(network) if config.compile else network
     generator = torch.Generator().manual_seed(config.seed + step)
     state_path, _, log_path = state_files
     log = _LossLog(log_path)
@@ -115,7 +123,7 @@ def _loop(config, network, ema, optimizer, sampler, device, step, metadata, stat
         noise = sample_structured_noise(family, tuple(x0.shape), generator).to(device)
         x_t = sde.perturb(x0, t.to(device), noise)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            prediction = network(x_t, t.to(device))
+            prediction = forward(x_t, t.to(device))
         loss = (prediction.float() - noise).pow(2).mean(dim=(1, 2, 3)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -194,13 +202,18 @@ def training_state_files(output: str | Path) -> tuple[Path, Path, Path]:
 
 
 def _training_images(config: TrainConfig, extra_images: Mapping[str, np.ndarray]):
-    images, parts = [], []
+    """``(images, one-line description, real sources with their licences or None)``."""
+    images, parts, sources = [], [], None
     for source in config.data:
         if source == "synthetic":
             make = training_set.haze_fields if config.kind == "haze" else training_set.synthetic_images
             images += list(make(config.synthetic_images, config.synthetic_size, config.seed))
             what = "haze GRF fields" if config.kind == "haze" else "cell phantoms (fluorescence, phase, RI)"
             parts.append(f"{config.synthetic_images} synthetic {what} {config.synthetic_size}² (seed {config.seed})")
+        elif source == "real":
+            images += training_set.real_images()
+            sources = training_set.describe_sources()
+            parts.append(f"{len(sources)} real images ({', '.join(s['name'] for s in sources)})")
         else:
             planes = training_set.tiff_images([source])
             images += planes
@@ -209,7 +222,7 @@ def _training_images(config: TrainConfig, extra_images: Mapping[str, np.ndarray]
         planes = training_set.array_planes(data)
         images += planes
         parts.append(f"{len(planes)} planes from {name}")
-    return images, "; ".join(parts)
+    return images, "; ".join(parts), sources
 
 
 def _save_state(path: Path, network, ema, optimizer, metadata: PriorMetadata, step: int) -> None:
