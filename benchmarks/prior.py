@@ -1,6 +1,6 @@
 """One-step denoising quality (Tweedie x̂₀) of the shipped priors on held-out content — synthetic
-phantoms and crops of real images no prior trained on (the robustness benchmark's validation
-images) — under structured and under white noise, at several diffusion times, against a
+phantoms, held-out micrographs and crops of real images no prior trained on (the robustness
+benchmark's validation images) — under structured and under white noise, at several diffusion times, against a
 classical denoiser (the linear MMSE / Wiener filter with the exact noise spectrum and the mean
 signal spectrum of separate images of the same content).
 
@@ -21,8 +21,8 @@ from quality import ROOT, write_section  # noqa: E402
 
 from wsprior.data import specimens  # noqa: E402
 from wsprior.data.robustness import SOURCES_BY_PART  # noqa: E402
-from wsprior.data.training_set import (Augmentation, PatchSampler, synthetic_images,  # noqa: E402
-                                       to_unit_range)
+from wsprior.data.training_set import (HELD_OUT_SOURCES, Augmentation, PatchSampler,  # noqa: E402
+                                       synthetic_images, to_unit_range)
 from wsprior.noise import StructuredNoise  # noqa: E402
 from wsprior.prior import load_prior  # noqa: E402
 
@@ -44,19 +44,20 @@ def wiener(x_t, alpha, sigma, signal_mean, signal_power, noise_power):
     return signal_mean + torch.fft.ifft2(gain * residual).real
 
 
-def held_out_real(count: int, seed: int) -> np.ndarray:
-    """``count`` SIZE² crops of the robustness benchmark's validation images (which no prior
-    trains on) at view scales 0.5-4 source pixels per pixel, in [-1, 1]."""
-    names = [n for group in SOURCES_BY_PART["validation"].values() for n in group]
+def held_out_crops(names, count: int, seed: int) -> np.ndarray:
+    """``count`` SIZE² crops of the named source images at view scales 0.5-4 source pixels
+    per pixel, in [-1, 1]."""
     images = [to_unit_range(specimens.load_source(n)) for n in names]
     sampler = PatchSampler(images, SIZE, seed, Augmentation(view_scale=(0.5, 4.0), gamma=(1, 1),
                                                               offset=(0, 0)))
     return sampler(count)[:, 0].numpy()
 
 
+VALIDATION_IMAGES = [n for group in SOURCES_BY_PART["validation"].values() for n in group]
 CONTENT = {
     "phantoms": lambda seed: synthetic_images(COUNT, SIZE, seed),
-    "real (held out)": lambda seed: held_out_real(COUNT, seed),
+    "micrographs (held out)": lambda seed: held_out_crops(HELD_OUT_SOURCES, COUNT, seed),
+    "real scenes (held out)": lambda seed: held_out_crops(VALIDATION_IMAGES, COUNT, seed),
 }
 
 
@@ -95,8 +96,9 @@ def markdown(rows: list[dict], priors: dict) -> str:
     lines = ["## Prior: one-step denoising (Tweedie x̂₀)", "",
              "Command: `python benchmarks/prior.py` — PSNR (dB, images scaled to [-1, 1]), mean "
              f"over {COUNT} held-out {SIZE}² images of each content: synthetic phantoms (seed "
-             f"{HELD_OUT_SEED}; training used seed 0) and crops of real images no prior trained on "
-             "(the robustness benchmark's validation images, at 0.5-4 image pixels per pixel). "
+             f"{HELD_OUT_SEED}; training used seed 0) and crops, at 0.5-4 image pixels per pixel, of "
+             "real images no prior trained on: three held-out micrographs (BBBC007 nuclei of "
+             "another plate, ImageJ's blobs) and the robustness benchmark's validation images. "
              "x_t = α_t x₀ + σ_t n with n structured (the WS family's reference K: Gaussian random "
              "field + white mix; and its widest field) or white. The Wiener column knows the exact "
              "noise spectrum and the content's mean signal spectrum.", ""]

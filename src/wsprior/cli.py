@@ -42,7 +42,7 @@ examples:
 'wsprior COMMAND --help' lists a command's options with their units and defaults."""
 
 DEVICES = ("auto", "cpu", "cuda")
-SHIPPED_PRIORS = ("default", "conventional", "haze")
+SHIPPED_PRIORS = ("default", "conventional", "haze", "real", "real_conventional")
 RECIPES_DIR = Path(__file__).resolve().parent / "prior" / "recipes"
 TRAINING_RECIPES = ("cpu", "gpu")
 
@@ -517,7 +517,8 @@ def _add_prior_commands(commands) -> None:
                     "the prior has learned.")
     sample.add_argument("-o", "--output", required=True, metavar="PNG", help="PNG file")
     sample.add_argument("--prior", default="default", metavar="PRIOR",
-                        help="default, conventional, haze or a .safetensors file "
+                        help="default, conventional, haze, real, real_conventional or a "
+                             ".safetensors file "
                              "(default: %(default)s)")
     sample.add_argument("--count", type=int, default=16, metavar="N",
                         help="number of samples (default: %(default)s)")

@@ -35,6 +35,10 @@ class PriorMetadata(BaseModel):
     training_sources: list[dict[str, str]] | None = Field(
         None, description="the real images trained on: name, package, file, licence")
     augmentation: Augmentation | None = None
+    field_scale_context: bool = Field(
+        False, description="measured to judge structure at the scale of the field: the WS "
+        "sampler then leaves TIE's and IDT's coarse scales to the prior instead of keeping the "
+        "classical estimate's (set after validation, not by training)")
     steps: int = Field(..., ge=0, description="optimiser steps, including those of the prior it started from")
     initialized_from: str | None = Field(None, description="the prior training started from (fine-tuning)")
     final_loss: float | None = None

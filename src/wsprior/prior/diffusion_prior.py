@@ -13,7 +13,8 @@ from .network import UNet
 from .sde import VPSDE, NoiseFamilyConfig
 
 DEFAULT_PRIORS = {"default": "ws_default.safetensors", "conventional": "conventional.safetensors",
-                  "haze": "haze.safetensors"}
+                  "haze": "haze.safetensors", "real": "ws_real.safetensors",
+                  "real_conventional": "conventional_real.safetensors"}
 
 
 class DiffusionPrior(nn.Module):
