@@ -394,3 +394,25 @@ def test_score_ald_counts_each_measured_pixel_once(tiny_prior):
     assert float(copies.min()) >= 1 and float(copies.mean()) > 3
     out = wsprior.tie_phase(stack, method="score_ald", prior=tiny_prior, **TIE_OPTICS)
     assert metrics.zero_mean_rmse(phase, out) < metrics.zero_mean_rmse(phase, 0 * phase)
+
+
+def test_a_prior_that_knows_the_field_scale_takes_the_coarse_scales_too(tiny_prior):
+    """``field_scale_context`` in the prior's metadata: the WS sampler leaves TIE's coarse
+    structure to the prior, exactly as ``classical_scales=False`` does."""
+    import copy
+
+    from wsprior.solvers.classical.tie import tie_tikhonov
+    from wsprior.solvers.problems import tie_problem
+    from wsprior.solvers.ws import ws_sample
+
+    _, stack = _tie_case(7)
+    stack = torch.as_tensor(stack)
+    optics = {k: v for k, v in TIE_OPTICS.items() if k != "z_um"}
+    classical = tie_tikhonov(stack, TIE_OPTICS["z_um"], regularization="crossover", **optics)
+    problem = tie_problem(stack, TIE_OPTICS["z_um"], classical=classical, **optics)
+    knowing = copy.copy(tiny_prior)
+    knowing.metadata = tiny_prior.metadata.model_copy(update={"field_scale_context": True})
+    kept, _ = ws_sample(problem, tiny_prior, steps=10)
+    free, _ = ws_sample(problem, tiny_prior, steps=10, classical_scales=False)
+    left_to_prior, _ = ws_sample(problem, knowing, steps=10)
+    assert torch.equal(left_to_prior, free) and not torch.allclose(kept, free)

@@ -95,6 +95,10 @@ def ws_sample(problem, prior, *, steps: int | None = None, guidance: float | str
     gaussian = variance == "gaussian"
 
     def make_step(problem, prior, noise):
+        # priors without metadata (analytic ones in tests) know no field scale
+        metadata = getattr(prior, "metadata", None)
+        prior_knows_field_scale = bool(metadata and metadata.field_scale_context)
+
         data_variance = problem.data_variance or _variance(problem.to_prior(problem.classical))
         structured = structured_variance and problem.structured_prior_error
         noise_spectrum = noise_power_spectrum(prior, problem) if structured else 1.0
@@ -105,7 +109,7 @@ def ws_sample(problem, prior, *, steps: int | None = None, guidance: float | str
                         else diffusion_error_variance(prior, t) * noise_spectrum)
             precision = 1.0 / (problem.scale ** 2 * variance)
             x0 = problem.proximal(problem.from_prior(x0), precision, weight, white=white)
-            if classical_scales and not prior.metadata.field_scale_context:
+            if classical_scales and not prior_knows_field_scale:
                 x0 = problem.keep_classical_scales(x0)
             x0 = problem.to_prior(x0).clamp(*prior.data_range)
             return ddim_update(prior, x, x0, t, t_next, eta, noise), x0
