@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import ROOT, write_section  # noqa: E402
 
 from wsprior.data import specimens  # noqa: E402
-from wsprior.data.robustness import SOURCES_BY_PART  # noqa: E402
+from wsprior.data.robustness import source_names  # noqa: E402
 from wsprior.data.training_set import (HELD_OUT_SOURCES, Augmentation, PatchSampler,  # noqa: E402
                                        synthetic_images, to_unit_range)
 from wsprior.noise import StructuredNoise  # noqa: E402
@@ -53,7 +53,7 @@ def held_out_crops(names, count: int, seed: int) -> np.ndarray:
     return sampler(count)[:, 0].numpy()
 
 
-VALIDATION_IMAGES = [n for group in SOURCES_BY_PART["validation"].values() for n in group]
+VALIDATION_IMAGES = source_names(("validation",))
 CONTENT = {
     "phantoms": lambda seed: synthetic_images(COUNT, SIZE, seed),
     "micrographs (held out)": lambda seed: held_out_crops(HELD_OUT_SOURCES, COUNT, seed),

@@ -17,8 +17,7 @@ def test_real_priors_record_licensed_sources_none_of_them_evaluation_images(name
     names = {source["name"] for source in metadata.training_sources}
     assert names == set(training_set.REAL_TRAINING_SOURCES)
     assert all(source["licence"] for source in metadata.training_sources)
-    evaluation = {n for part in robustness.SOURCES_BY_PART.values() for group in part.values()
-                  for n in group} | set(training_set.HELD_OUT_SOURCES)
+    evaluation = set(robustness.source_names()) | set(training_set.HELD_OUT_SOURCES)
     assert names.isdisjoint(evaluation)
     for source in metadata.training_sources:
         specimens.refuse_reserved(source["file"])

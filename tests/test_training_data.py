@@ -14,8 +14,7 @@ TINY = dict(base_channels=8, channel_multipliers=(1, 2), time_embedding=16, grou
 
 
 def test_real_training_images_are_in_neither_part_of_the_robustness_benchmark():
-    benchmark = {name for part in robustness.SOURCES_BY_PART.values() for group in part.values()
-                 for name in group}
+    benchmark = set(robustness.source_names())
     assert benchmark.isdisjoint(training_set.REAL_TRAINING_SOURCES)
     assert set(training_set.HELD_OUT_SOURCES).isdisjoint(training_set.REAL_TRAINING_SOURCES)
     for kept_out in ("camera", "celegans", "blobs"):   # validation, test, held out

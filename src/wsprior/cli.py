@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from . import __version__, api, io
 from .console_progress import ConsoleProgress
+from .prior.diffusion_prior import DEFAULT_PRIORS
 from .settings import (DIFFUSION_METHODS, DeblurDehazeSettings, IdtSettings, TieSettings,
                        validated)
 
@@ -42,7 +43,7 @@ examples:
 'wsprior COMMAND --help' lists a command's options with their units and defaults."""
 
 DEVICES = ("auto", "cpu", "cuda")
-SHIPPED_PRIORS = ("default", "conventional", "haze", "real", "real_conventional")
+SHIPPED_PRIORS = tuple(DEFAULT_PRIORS)
 RECIPES_DIR = Path(__file__).resolve().parent / "prior" / "recipes"
 TRAINING_RECIPES = ("cpu", "gpu")
 
@@ -471,7 +472,7 @@ def _add_prior_commands(commands) -> None:
                             "beside it)")
     train.add_argument("--recipe", choices=TRAINING_RECIPES,
                        help="start from a shipped set of settings: cpu = a long resumable run "
-                            "on 2 cores, gpu = one large GPU (bf16, compiled, batch 256); "
+                            "on 2 cores, gpu = one large GPU (bf16, compiled, batch 64 of 128 px); "
                             "--config and flags override it")
     train.add_argument("--config", metavar="YAML",
                        help="YAML with the training settings (network, noise_family, ...)")
@@ -507,8 +508,8 @@ def _add_prior_commands(commands) -> None:
     train.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the network (for long GPU runs)")
     train.add_argument("--init-from", metavar="PRIOR",
-                       help="fine-tune: start from this prior's weights (default, "
-                            "conventional, haze or a .safetensors file; default: none)")
+                       help="fine-tune: start from this prior's weights "
+                            f"({', '.join(SHIPPED_PRIORS)} or a .safetensors file; default: none)")
     train.set_defaults(handler=_run_train)
     sample = commands.add_parser(
         "sample", formatter_class=_HelpFormatter,
@@ -517,8 +518,7 @@ def _add_prior_commands(commands) -> None:
                     "the prior has learned.")
     sample.add_argument("-o", "--output", required=True, metavar="PNG", help="PNG file")
     sample.add_argument("--prior", default="default", metavar="PRIOR",
-                        help="default, conventional, haze, real, real_conventional or a "
-                             ".safetensors file "
+                        help=f"{', '.join(SHIPPED_PRIORS)} or a .safetensors file "
                              "(default: %(default)s)")
     sample.add_argument("--count", type=int, default=16, metavar="N",
                         help="number of samples (default: %(default)s)")

@@ -60,6 +60,12 @@ SOURCES_BY_PART = {
 }
 
 
+def source_names(parts=PARTS) -> tuple[str, ...]:
+    """The source images (real and texture) the given parts of the benchmark use."""
+    return tuple(name for part in parts for group in SOURCES_BY_PART[part].values()
+                 for name in group)
+
+
 @dataclass(frozen=True)
 class Objective:
     name: str
@@ -384,7 +390,7 @@ def tiling_scene(size: int, seed: int, pixel_size_um: float = 0.1, na: float = 0
 def _mosaic(size: int, pixel_size_um: float, rng, block: int = 384) -> np.ndarray:
     """Overlapping blocks of specimen content (max-composited) covering a ``size²`` field."""
     canvas = np.zeros((size, size), np.float32)
-    names = SOURCES_BY_PART["validation"]["real"] + SOURCES_BY_PART["validation"]["texture"]
+    names = source_names(("validation",))
     count = int(np.ceil(size / block * 1.5)) ** 2
     for _ in range(count):
         y, x = rng.integers(-block // 2, size - block // 2, 2)

@@ -109,12 +109,15 @@ def load_source(name: str) -> np.ndarray:
 
 def source_path(name: str) -> Path:
     """Where source image ``name`` lives on this machine (it may be missing)."""
-    source = SOURCES[name]
+    return _path(SOURCES[name])
+
+
+def _path(source: Source) -> Path:
     return _data_dir(source.package) / source.file
 
 
 def _read(source: Source) -> np.ndarray:
-    path = _data_dir(source.package) / source.file
+    path = _path(source)
     if not path.exists():
         raise FileNotFoundError(f"specimen image {path} is missing (vendored images live in "
                                 f"benchmarks/data of a source checkout)")

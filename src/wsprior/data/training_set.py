@@ -69,10 +69,9 @@ def haze_fields(count: int, size: int, seed: int, sigma_px=(4.0, 40.0)) -> np.nd
 def real_images(names=REAL_TRAINING_SOURCES) -> list[np.ndarray]:
     """The real training images in [-1, 1] (dark-on-bright ones inverted, so structure is
     bright like fluorescence, phase and Δn). Refuses the robustness benchmark's images."""
-    from .robustness import SOURCES_BY_PART
+    from .robustness import source_names
 
-    kept_out = {name for part in SOURCES_BY_PART.values() for group in part.values()
-                for name in group} | set(HELD_OUT_SOURCES)
+    kept_out = set(source_names()) | set(HELD_OUT_SOURCES)
     for name in names:
         if name in kept_out:
             raise ValueError(f"{name!r} is a robustness benchmark image or a held-out "

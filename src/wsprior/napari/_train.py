@@ -15,7 +15,7 @@ from .. import io
 from .._arrays import resolve_device
 from .._training_files import saved_state, trim_loss_log
 from ..data import training_set
-from ..prior.diffusion_prior import load_prior
+from ..prior.diffusion_prior import DEFAULT_PRIORS, load_prior
 from ..prior.train import TrainConfig, fitted_to_starting_prior, train, training_state_files
 from ._common import Cancelled, RunnerWidget
 from ._fields import (Field, bool_field, choice_field, header, int_field, path_field,
@@ -114,7 +114,8 @@ class TrainPriorWidget(RunnerWidget):
                               "32 ≈ 2 M parameters"),
             path_field("init_from", "start from prior (optional)", filter="*.safetensors",
                        tooltip="fine-tune: start from this prior's weights (a .safetensors "
-                               "file, or 'default', 'conventional', 'haze' for a shipped one); "
+                               f"file, or {', '.join(map(repr, DEFAULT_PRIORS))} for a "
+                               "shipped one); "
                                "its architecture replaces the UNet width"),
         ]
 

@@ -51,8 +51,9 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(250, ge=1)
     compile: bool = Field(False, description="torch.compile the network for training (worth it "
                           "on a GPU for long runs; the first steps are slow while it compiles)")
-    init_from: str | None = Field(None, description="start from this prior's weights ('default', "
-                                  "'conventional', 'haze' or a .safetensors path): fine-tuning")
+    init_from: str | None = Field(None, description="start from this prior's weights (a shipped "
+                                  "prior's name, diffusion_prior.DEFAULT_PRIORS, or a "
+                                  ".safetensors path): fine-tuning")
 
     def family(self) -> NoiseFamilyConfig:
         if self.noise_family is not None:
